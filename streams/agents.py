@@ -1,0 +1,75 @@
+"""Agents: who answers a session, with which model and system prompt."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import msgspec
+
+from streams.backends.base import ModelSpec
+from streams.clock import iso, now_ms
+from streams.errors import NotFound
+
+DEFAULT_AGENT_ID = "default"
+
+
+class Agent(msgspec.Struct, rename="camel", kw_only=True):
+    agent_id: str
+    version: int = 1
+    name: str
+    description: str = ""
+    instructions: str = ""
+    model: ModelSpec = msgspec.field(default_factory=ModelSpec)
+    default_refresh_interval_ms: int = 100
+    context_budget_tokens: int = 100_000
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    created_at: str = msgspec.field(default_factory=lambda: iso(now_ms()))
+
+
+class AgentCatalog(Protocol):
+    async def resolve(self, agent_id: str, version: int | None) -> Agent:
+        """The given version, or the latest; :class:`NotFound` when there is none."""
+        ...
+
+
+def builtin_agents() -> list[Agent]:
+    return [
+        Agent(
+            agent_id=DEFAULT_AGENT_ID,
+            name="Default (synthetic)",
+            description="A deterministic synthetic model for trying the API and load tests.",
+            model=ModelSpec(
+                provider="synthetic",
+                name="synthetic-lorem",
+                params={"mode": "lorem", "tokensPerSecond": 25, "replyTokens": 80},
+            ),
+        ),
+        Agent(
+            agent_id="echo",
+            name="Echo (synthetic)",
+            description="Replies with the user's own text, one token at a time.",
+            model=ModelSpec(
+                provider="synthetic",
+                name="synthetic-echo",
+                params={"mode": "echo", "tokensPerSecond": 50, "firstTokenLatencyMs": 50},
+            ),
+        ),
+    ]
+
+
+class BuiltinCatalog:
+    """A fixed table of agents, each at version 1."""
+
+    def __init__(self, agents: list[Agent]) -> None:
+        self._agents = {a.agent_id: a for a in agents}
+
+    async def resolve(self, agent_id: str, version: int | None) -> Agent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise NotFound(f"agent {agent_id} not found", details={"agentId": agent_id})
+        if version is not None and version != agent.version:
+            raise NotFound(
+                f"agent {agent_id} has no version {version}",
+                details={"agentId": agent_id, "agentVersion": version},
+            )
+        return agent

@@ -1,0 +1,1 @@
+"""Model backends: each turns a :class:`~streams.backends.base.ModelRequest` into chunks."""

@@ -1,0 +1,248 @@
+"""The process's one pub/sub connection, fanned out to local subscribers.
+
+The reader hands each message to the subscribers' buffers without awaiting, so a slow
+client never delays the others. After a reconnect it resubscribes and tells every
+subscriber to resync from the replay log, because messages published in the gap are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import RedisError
+
+from streams.errors import Unavailable
+from streams.events import Item, compact
+from streams.keys import Keys
+
+log = logging.getLogger("parley.hub")
+
+_COMPACT_AT = 16
+_PING_EVERY = 5.0
+_DEAD_AFTER = 15.0
+
+
+class Subscription:
+    """A watcher's buffer. Pending deltas merge when it grows, so memory stays bounded."""
+
+    __slots__ = ("_hub", "channel", "items", "resync", "sid", "wakeup")
+
+    def __init__(self, hub: Hub, sid: str, channel: str) -> None:
+        self._hub = hub
+        self.sid = sid
+        self.channel = channel
+        self.items: list[Item] = []
+        self.resync = False
+        self.wakeup = asyncio.Event()
+
+    def push(self, item: Item) -> None:
+        self.items.append(item)
+        if len(self.items) >= _COMPACT_AT:
+            self.items = compact(self.items)
+        self.wakeup.set()
+
+    def mark_resync(self) -> None:
+        self.resync = True
+        self.wakeup.set()
+
+    def take(self) -> list[Item]:
+        items, self.items = self.items, []
+        self.wakeup.clear()
+        return items
+
+    @property
+    def backlog(self) -> int:
+        return len(self.items)
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
+class Hub:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        keys: Keys,
+        on_control: Callable[[bytes], None],
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._keys = keys
+        self._on_control = on_control
+        self._on_reconnect = on_reconnect
+        self._subs: dict[str, set[Subscription]] = {}
+        self._acked: set[str] = set()
+        self._acks: dict[str, asyncio.Future[None]] = {}
+        self._conn: AbstractConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self.reconnects = 0
+        self.resyncs = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    @property
+    def backlog(self) -> int:
+        return sum(sub.backlog for subs in self._subs.values() for sub in subs)
+
+    def wake_all(self) -> None:
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.wakeup.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="parley-hub")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._drop_connection()
+
+    async def subscribe(self, sid: str, timeout: float = 5.0) -> Subscription:
+        """Register a watcher; return once Redis has confirmed the channel subscription."""
+        channel = self._keys.channel(sid)
+        sub = Subscription(self, sid, channel)
+        self._subs.setdefault(channel, set()).add(sub)
+        if channel in self._acked:
+            return sub
+        ack = self._acks.get(channel)
+        if ack is None:
+            ack = self._acks[channel] = asyncio.get_running_loop().create_future()
+            self._send("SUBSCRIBE", channel)
+        try:
+            await asyncio.wait_for(asyncio.shield(ack), timeout)
+        except TimeoutError:
+            self.unsubscribe(sub)
+            raise Unavailable("the event hub is not connected to Redis") from None
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.channel)
+        if subs is None or sub not in subs:
+            return
+        subs.discard(sub)
+        if subs:
+            return
+        del self._subs[sub.channel]
+        self._acked.discard(sub.channel)
+        ack = self._acks.pop(sub.channel, None)
+        if ack and not ack.done():
+            ack.cancel()
+        self._send("UNSUBSCRIBE", sub.channel)
+
+    def _send(self, *args: str) -> None:
+        """Write a command on the pub/sub connection; a dead one is replaced by the reader."""
+        conn = self._conn
+        if conn is None or not self.connected:
+            return
+        task = asyncio.create_task(self._write(conn, *args))
+        task.add_done_callback(_ignore_result)
+
+    async def _write(self, conn: AbstractConnection, *args: str) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await conn.send_command(*args, check_health=False)
+
+    async def _run(self) -> None:
+        delay = 0.05
+        first = True
+        while True:
+            try:
+                await self._connect()
+            except (RedisError, OSError) as exc:
+                log.warning("hub connect failed", extra={"error": str(exc), "retryIn": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay = 0.05
+            if not first:
+                self.reconnects += 1
+                self._resync_all()
+                log.warning("hub reconnected", extra={"channels": len(self._subs)})
+            first = False
+            try:
+                await self._read_forever()
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("hub connection lost", extra={"error": str(exc)})
+            finally:
+                self._connected.clear()
+                await self._drop_connection()
+
+    async def _connect(self) -> None:
+        conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        self._conn = conn
+        await conn.connect()  # type: ignore[no-untyped-call]
+        channels = [self._keys.control(), *self._subs]
+        self._acked.clear()
+        await conn.send_command("SUBSCRIBE", *channels, check_health=False)
+        self._connected.set()
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+
+    def _resync_all(self) -> None:
+        for subs in self._subs.values():
+            for sub in subs:
+                self.resyncs += 1
+                sub.mark_resync()
+        if self._on_reconnect:
+            self._on_reconnect()
+
+    async def _read_forever(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        pinger = asyncio.create_task(self._ping_forever(conn))
+        control = self._keys.control().encode()
+        try:
+            while True:
+                reply = await asyncio.wait_for(
+                    conn.read_response(disconnect_on_error=False), _DEAD_AFTER
+                )
+                self._dispatch(reply, control)
+        finally:
+            pinger.cancel()
+
+    async def _ping_forever(self, conn: AbstractConnection) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            while True:
+                await asyncio.sleep(_PING_EVERY)
+                await conn.send_command("PING", check_health=False)
+
+    def _dispatch(self, reply: object, control: bytes) -> None:
+        if not isinstance(reply, list) or len(reply) < 3:
+            return
+        kind, channel_raw, payload = reply[0], reply[1], reply[2]
+        if kind == b"message":
+            if channel_raw == control:
+                self._on_control(payload)
+                return
+            subs = self._subs.get(channel_raw.decode())
+            if subs:
+                item = Item.parse(payload)
+                for sub in subs:
+                    sub.push(item)
+        elif kind == b"subscribe":
+            channel = channel_raw.decode()
+            self._acked.add(channel)
+            ack = self._acks.pop(channel, None)
+            if ack and not ack.done():
+                ack.set_result(None)
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()

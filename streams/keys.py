@@ -1,0 +1,45 @@
+"""The Redis key layout. Every key of one session shares a hash tag (Cluster-safe)."""
+
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def session(self, sid: str) -> str:
+        return f"{self.prefix}:{{{sid}}}:session"
+
+    def exchanges(self, sid: str) -> str:
+        return f"{self.prefix}:{{{sid}}}:exchanges"
+
+    def exchange(self, sid: str, xid: str) -> str:
+        return f"{self.prefix}:{{{sid}}}:x:{xid}"
+
+    def log(self, sid: str, xid: str) -> str:
+        return f"{self.prefix}:{{{sid}}}:x:{xid}:log"
+
+    def lock(self, sid: str) -> str:
+        return f"{self.prefix}:{{{sid}}}:lock"
+
+    def cancel(self, sid: str) -> str:
+        return f"{self.prefix}:{{{sid}}}:cancel"
+
+    def channel(self, sid: str) -> str:
+        return f"{self.prefix}:{{{sid}}}:events"
+
+    def session_pattern(self, sid: str) -> str:
+        return f"{self.prefix}:{{{sid}}}:*"
+
+    def index(self, owner: str, sort: str) -> str:
+        return f"{self.prefix}:{{idx:{owner}}}:{sort}"
+
+    def sequence(self, owner: str) -> str:
+        return f"{self.prefix}:{{idx:{owner}}}:seq"
+
+    def control(self) -> str:
+        return f"{self.prefix}:control"
+
+    def channel_sid(self, channel: str) -> str:
+        """Invert :meth:`channel`."""
+        return channel[len(self.prefix) + 2 : -len("}:events")]

@@ -1,0 +1,328 @@
+"""Runs one exchange: consumes the backend, flushes deltas on the refresh interval, stores the end.
+
+The runner is a background task owned by the service, not by any HTTP request: a client that
+disconnects does not stop it; a cancel, the shutdown deadline or a long Redis outage does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from redis.exceptions import RedisError
+
+from streams.backends.base import Backend, BackendError, ModelRequest
+from streams.batcher import ScriptBatcher
+from streams.clock import iso, now_ms
+from streams.config import EngineConfig
+from streams.events import DeltaData, ErrorData
+from streams.keys import Keys
+from streams.records import usage_args
+from streams.scripts import FINISH, FLUSH, Script
+from streams.types import ErrorInfo, Exchange, ExchangeStatus, Response, Usage, UserInput
+from streams.usage import UsageMeter
+
+log = logging.getLogger("parley.runner")
+
+_FLUSH = Script(FLUSH)
+_FINISH = Script(FINISH)
+_OUTAGE_RETRY = 0.25
+_FINISH_RETRY_MAX = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeSpec:
+    owner: str
+    sid: str
+    xid: str
+    user_text: str
+    created_ms: int
+    interval_ms: int
+    request: ModelRequest
+
+
+@dataclass(slots=True)
+class Outcome:
+    status: ExchangeStatus = "completed"
+    finish_reason: str | None = None
+    error: ErrorInfo | None = None
+
+
+class ExchangeRunner:
+    def __init__(
+        self,
+        spec: ExchangeSpec,
+        backend: Backend,
+        batcher: ScriptBatcher,
+        keys: Keys,
+        config: EngineConfig,
+        observer: RunObserver | None = None,
+    ) -> None:
+        self.spec = spec
+        self._backend = backend
+        self._batcher = batcher
+        self._config = config
+        self._observer = observer or RunObserver()
+        sid, xid = spec.sid, spec.xid
+        self._flush_keys = [
+            keys.session(sid),
+            keys.exchange(sid, xid),
+            keys.log(sid, xid),
+            keys.channel(sid),
+            keys.cancel(sid),
+            keys.lock(sid),
+        ]
+        self._finish_keys = [*self._flush_keys, keys.exchanges(sid)]
+        self._interval = spec.interval_ms / 1000
+        self._parts: list[str] = []
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._seq = 0
+        self._meter = UsageMeter()
+        self._outcome = Outcome()
+        self._last_flush = -1e9
+        self._outage_since: float | None = None
+        self._dirty = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._stop_outcome: Outcome | None = None
+        self._closing = False
+        self._flushing = False
+        self._first_token_at: float | None = None
+        self.done = asyncio.Event()
+
+    # --- control -------------------------------------------------------------------------
+
+    def request_cancel(self) -> None:
+        self._halt(Outcome(status="cancelled", finish_reason="cancelled"))
+
+    def abort(self, code: str, message: str, reason: str) -> None:
+        """Stop the generation as failed, e.g. at the shutdown deadline."""
+        self._halt(Outcome("failed", reason, ErrorInfo(code=code, message=message)))
+
+    def _halt(self, outcome: Outcome) -> None:
+        if not self._stop.is_set():
+            self._stop_outcome = outcome
+            self._stop.set()
+
+    # --- the run ---------------------------------------------------------------------------
+
+    async def run(self) -> Exchange | None:
+        started = asyncio.get_running_loop().time()
+        flusher = asyncio.create_task(self._flush_loop())
+        consumer = asyncio.create_task(self._consume())
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not consumer.done():
+                consumer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consumer
+                self._outcome = self._stop_outcome or Outcome("cancelled", "cancelled")
+            await self._stop_flusher(flusher)
+            return await self._finish()
+        finally:
+            stopper.cancel()
+            elapsed = asyncio.get_running_loop().time() - started
+            self._observer.finished(self._outcome.status, elapsed)
+            self.done.set()
+
+    async def _consume(self) -> None:
+        stream = self._backend.stream(self.spec.request)
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    self._meter.report(chunk.usage)
+                if chunk.text:
+                    self._add_text(chunk.text)
+                if chunk.finish_reason:
+                    self._outcome.finish_reason = chunk.finish_reason
+        except BackendError as exc:
+            info = ErrorInfo(code=exc.code, message=exc.message, retryable=exc.retryable)
+            self._outcome = Outcome("failed", "error", info)
+        except Exception as exc:
+            log.exception("backend crashed", extra={"exchangeId": self.spec.xid})
+            info = ErrorInfo(code="internal_error", message=f"the model backend failed: {exc}")
+            self._outcome = Outcome("failed", "error", info)
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
+        if self._outcome.status == "completed" and self._outcome.finish_reason is None:
+            self._outcome.finish_reason = "stop"
+
+    def _add_text(self, text: str) -> None:
+        if self._first_token_at is None:
+            self._first_token_at = asyncio.get_running_loop().time()
+            self._observer.first_token()
+        self._parts.append(text)
+        self._pending.append(text)
+        self._pending_chars += len(text)
+        self._meter.add_text(text)
+        over = self._pending_chars > self._config.backlog_max_chars
+        if self._outage_since is not None and over:
+            self.abort("redis_unavailable", "Redis is unreachable and the backlog is full", "error")
+        self._dirty.set()
+
+    # --- flushing --------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            await self._dirty.wait()
+            wait = self._last_flush + self._retry_interval() - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._dirty.clear()
+            self._flushing = True
+            try:
+                await self._flush()
+            finally:
+                self._flushing = False
+
+    def _retry_interval(self) -> float:
+        if self._outage_since is None:
+            return self._interval
+        return max(self._interval, _OUTAGE_RETRY)
+
+    async def _stop_flusher(self, flusher: asyncio.Task[None]) -> None:
+        """Let a flush in flight land, so its outcome is known; cut a waiting one short."""
+        self._closing = True
+        if not self._flushing:
+            flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+
+    def _delta_args(self) -> tuple[list[Any], Usage]:
+        text = "".join(self._pending)
+        shown = self._meter.shown()
+        data = msgspec.json.encode(DeltaData(seq=self._seq + 1, text=text, usage=shown))
+        log_ttl = self._config.replay_retention_seconds + self._config.lock_ttl_ms // 1000
+        args = [
+            self._seq + 1,
+            data,
+            *self._meter.unwritten(shown),
+            self._config.lock_ttl_ms,
+            log_ttl,
+        ]
+        return args, shown
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        args, shown = self._delta_args()
+        taken = len(self._pending)
+        loop = asyncio.get_running_loop()
+        try:
+            stream_id, cancel = await self._batcher.call(_FLUSH, self._flush_keys, args)
+        except (RedisError, OSError) as exc:
+            self._on_outage(exc)
+            self._dirty.set()
+            return
+        self._outage_since = None
+        self._last_flush = loop.time()
+        del self._pending[:taken]
+        self._pending_chars = sum(map(len, self._pending))
+        self._seq += 1
+        self._meter.mark_written(shown)
+        self._observer.flushed()
+        if not stream_id:
+            self.abort("session_deleted", "the session was deleted", "cancelled")
+        elif cancel:
+            self.request_cancel()
+
+    def _on_outage(self, exc: BaseException) -> None:
+        now = asyncio.get_running_loop().time()
+        self._observer.redis_error()
+        if self._outage_since is None:
+            self._outage_since = now
+            log.warning("flush failed", extra={"exchangeId": self.spec.xid, "error": str(exc)})
+        elif now - self._outage_since > self._config.redis_outage_bound_seconds:
+            self.abort(
+                "redis_unavailable",
+                f"Redis was unreachable for over {self._config.redis_outage_bound_seconds:g}s",
+                "error",
+            )
+
+    # --- the end ---------------------------------------------------------------------------
+
+    def exchange(self, usage: Usage, completed_ms: int) -> Exchange:
+        return Exchange(
+            exchange_id=self.spec.xid,
+            conversation_id=self.spec.sid,
+            user_input=UserInput(text=self.spec.user_text),
+            response=Response(text="".join(self._parts)),
+            status=self._outcome.status,
+            finish_reason=self._outcome.finish_reason,
+            usage=usage,
+            created_at=iso(self.spec.created_ms),
+            completed_at=iso(completed_ms),
+            error=self._outcome.error,
+        )
+
+    async def _finish(self) -> Exchange | None:
+        """Flush the rest and store the end; retried until Redis answers."""
+        delay = _OUTAGE_RETRY
+        while True:
+            try:
+                return await self._store_end()
+            except (RedisError, OSError) as exc:
+                self._on_outage(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _FINISH_RETRY_MAX)
+
+    async def _store_end(self) -> Exchange | None:
+        if self._pending:
+            await self._flush()
+            if self._pending:
+                raise RedisError("final flush failed")
+        final = self._meter.final()
+        completed = now_ms()
+        exchange = self.exchange(final, completed)
+        outcome = self._outcome
+        kind = "error" if outcome.status == "failed" else "done"
+        payload = (
+            msgspec.json.encode(
+                ErrorData(
+                    code=outcome.error.code if outcome.error else "internal_error",
+                    message=outcome.error.message if outcome.error else "failed",
+                    retryable=outcome.error.retryable if outcome.error else False,
+                    exchange=exchange,
+                )
+            )
+            if kind == "error"
+            else msgspec.json.encode(exchange)
+        )
+        ttl = self._config.session_ttl_seconds
+        args = [
+            self.spec.xid,
+            kind,
+            payload,
+            exchange.response.text,
+            outcome.status,
+            outcome.finish_reason or "",
+            msgspec.json.encode(outcome.error) if outcome.error else "",
+            *usage_args(final),
+            *self._meter.unwritten(final),
+            completed,
+            ttl,
+            min(self._config.replay_retention_seconds, ttl),
+            completed + ttl * 1000,
+        ]
+        stream_id = await self._batcher.call(_FINISH, self._finish_keys, args)
+        self._meter.mark_written(final)
+        return exchange if stream_id else None
+
+
+class RunObserver:
+    """Hooks for metrics; the default does nothing."""
+
+    def first_token(self) -> None: ...
+
+    def flushed(self) -> None: ...
+
+    def redis_error(self) -> None: ...
+
+    def finished(self, status: str, seconds: float) -> None: ...

@@ -1,0 +1,351 @@
+"""The facade every API surface calls. Surfaces map wire formats; the logic lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from streams.agents import AgentCatalog
+from streams.backends.registry import BackendRegistry
+from streams.batcher import ScriptBatcher
+from streams.clock import now_ms
+from streams.config import EngineConfig
+from streams.context import build_request
+from streams.errors import InvalidInput, NotFound, NotRunning, Unavailable
+from streams.events import Item
+from streams.hub import Hub, Subscription
+from streams.keys import Keys
+from streams.paging import Page
+from streams.runner import ExchangeRunner, ExchangeSpec, RunObserver
+from streams.store import NewSession, SessionPatch, SessionQuery, Store
+from streams.types import Exchange, Session
+from streams.watch import Watch
+
+log = logging.getLogger("parley.service")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CANCEL_WAIT = 10.0
+
+
+def redis_guarded(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn a lost Redis connection into :class:`Unavailable` (HTTP 503 + Retry-After)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"Redis is unreachable: {exc}") from exc
+
+    return wrapper
+
+
+def check_id(value: str, what: str) -> str:
+    if not _ID.match(value):
+        raise InvalidInput(
+            f"{what} must be 1-64 characters of letters, digits, '-' or '_'",
+            details={"field": what},
+        )
+    return value
+
+
+class ConversationService:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        hub_pool: ConnectionPool,
+        keys: Keys,
+        config: EngineConfig,
+        agents: AgentCatalog,
+        backends: BackendRegistry,
+        observer: RunObserver | None = None,
+    ) -> None:
+        self.redis = redis
+        self.hub = Hub(hub_pool, keys, on_control=self.on_control)
+        self.keys = keys
+        self.config = config
+        self.agents = agents
+        self.backends = backends
+        self.observer = observer or RunObserver()
+        self.store = Store(redis, keys, config)
+        self.batcher = ScriptBatcher(redis)
+        self.closing = asyncio.Event()
+        self._runners: dict[str, ExchangeRunner] = {}
+        self._tasks: dict[str, asyncio.Task[Exchange | None]] = {}
+        self._keeper: asyncio.Task[None] | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.hub.start()
+        self._keeper = asyncio.create_task(self._keep_locks(), name="parley-lock-keeper")
+
+    def begin_shutdown(self) -> None:
+        """Tell open streams to reconnect elsewhere and give generations their grace period."""
+        if self._drain is None:
+            self.closing.set()
+            self.hub.wake_all()
+            self._drain = asyncio.create_task(self._drain_runners(), name="parley-drain")
+
+    async def close(self) -> None:
+        self.begin_shutdown()
+        assert self._drain is not None
+        await self._drain
+        if self._keeper:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        await self.hub.stop()
+
+    async def _drain_runners(self) -> None:
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.config.shutdown_grace_seconds)
+        late = [sid for sid, task in self._tasks.items() if not task.done()]
+        for sid in late:
+            self._runners[sid].abort(
+                "shutdown", "the server shut down before the reply was finished", "shutdown"
+            )
+        if late:
+            await asyncio.wait([self._tasks[s] for s in late], timeout=5.0)
+
+    async def _keep_locks(self) -> None:
+        period = self.config.lock_ttl_ms / 3000
+        while True:
+            await asyncio.sleep(period)
+            if not self._runners:
+                continue
+            with contextlib.suppress(RedisError, OSError):
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for sid in self._runners:
+                        pipe.pexpire(self.keys.lock(sid), self.config.lock_ttl_ms)
+                    await pipe.execute()
+
+    @property
+    def running_count(self) -> int:
+        return len(self._runners)
+
+    async def ready(self) -> bool:
+        if not self.hub.connected:
+            return False
+        try:
+            return await asyncio.wait_for(self.store.ping(), 1.0)
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    # --- sessions --------------------------------------------------------------------------
+
+    @redis_guarded
+    async def create_session(self, owner: str, new: NewSession, sid: str | None = None) -> Session:
+        agent = await self.agents.resolve(new.agent_id, new.agent_version or None)
+        new.agent_version = agent.version
+        return await self.store.create_session(owner, new, sid)
+
+    @redis_guarded
+    async def get_session(self, owner: str, sid: str) -> Session:
+        return await self.store.get_session(owner, sid)
+
+    @redis_guarded
+    async def get_or_create_session(self, owner: str, sid: str, new: NewSession) -> Session:
+        check_id(sid, "conversationId")
+        try:
+            return await self.store.get_session(owner, sid)
+        except NotFound:
+            return await self.create_session(owner, new, sid)
+
+    @redis_guarded
+    async def list_sessions(self, owner: str, query: SessionQuery) -> Page[Session]:
+        return await self.store.list_sessions(owner, query)
+
+    @redis_guarded
+    async def update_session(self, owner: str, sid: str, patch: SessionPatch) -> Session:
+        return await self.store.update_session(owner, sid, patch)
+
+    @redis_guarded
+    async def delete_session(self, owner: str, sid: str) -> bool:
+        running = await self.store.running_exchange_id(sid)
+        deleted = await self.store.delete_session(owner, sid)
+        if deleted and running:
+            await self._signal_cancel(sid, running)
+        return deleted
+
+    @redis_guarded
+    async def list_exchanges(
+        self, owner: str, sid: str, limit: int, cursor: str | None
+    ) -> Page[Exchange]:
+        return await self.store.list_exchanges(owner, sid, limit, cursor)
+
+    # --- continues -------------------------------------------------------------------------
+
+    def _check_input(self, text: str) -> None:
+        if not text.strip():
+            raise InvalidInput(
+                "userInput.text must not be empty", details={"field": "userInput.text"}
+            )
+        if len(text) > self.config.max_input_chars:
+            raise InvalidInput(
+                f"userInput.text is longer than {self.config.max_input_chars} characters",
+                details={"field": "userInput.text", "limit": self.config.max_input_chars},
+            )
+
+    async def _begin(
+        self, owner: str, sid: str, text: str, message_id: str | None
+    ) -> ExchangeRunner:
+        self._check_input(text)
+        if self.closing.is_set():
+            raise Unavailable("the server is shutting down", retry_after=1)
+        xid = check_id(message_id, "messageId") if message_id else uuid.uuid4().hex
+        record = await self.store.session_record(owner, sid)
+        agent = await self.agents.resolve(record["agent"], int(record["version"]))
+        history = await self.store.completed_history(sid)
+        request = build_request(agent, history, text)
+        backend = self.backends.for_agent(agent)
+        created = now_ms()
+        await self.store.begin_exchange(owner, sid, xid, text)
+        spec = ExchangeSpec(owner, sid, xid, text, created, int(record["interval"]), request)
+        return ExchangeRunner(spec, backend, self.batcher, self.keys, self.config, self.observer)
+
+    def _launch(self, runner: ExchangeRunner) -> asyncio.Task[Exchange | None]:
+        sid = runner.spec.sid
+        task = asyncio.create_task(runner.run(), name=f"parley-run-{runner.spec.xid}")
+        self._runners[sid] = runner
+        self._tasks[sid] = task
+
+        def forget(_: asyncio.Task[Exchange | None]) -> None:
+            if self._runners.get(sid) is runner:
+                del self._runners[sid]
+                del self._tasks[sid]
+
+        task.add_done_callback(forget)
+        return task
+
+    @redis_guarded
+    async def blocking_continue(
+        self, owner: str, sid: str, text: str, message_id: str | None = None
+    ) -> Exchange:
+        runner = await self._begin(owner, sid, text, message_id)
+        exchange = await asyncio.shield(self._launch(runner))
+        if exchange is None:
+            raise NotFound(f"session {sid} was deleted", details={"conversationId": sid})
+        return exchange
+
+    @redis_guarded
+    async def streaming_continue(
+        self, owner: str, sid: str, text: str, message_id: str | None = None
+    ) -> Watch:
+        self._check_input(text)
+        sub = await self._subscribe(sid)
+        try:
+            runner = await self._begin(owner, sid, text, message_id)
+        except BaseException:
+            sub.close()
+            raise
+        self._launch(runner)
+        return self._watch(sub, runner.spec.xid, None, [])
+
+    async def _subscribe(self, sid: str) -> Subscription:
+        if not self.hub.connected:
+            raise Unavailable("the event hub is reconnecting to Redis")
+        return await self.hub.subscribe(sid)
+
+    def _watch(self, sub: Subscription, xid: str, after: str | None, replay: list[Item]) -> Watch:
+        return Watch(
+            self.store,
+            sub,
+            xid,
+            after,
+            initial=replay,
+            keepalive=self.config.keepalive_seconds,
+            closing=self.closing,
+        )
+
+    @redis_guarded
+    async def watch(self, owner: str, sid: str, last_event_id: str | None) -> Watch | None:
+        """Join the exchange in flight, or resume after ``last_event_id``; None: nothing to send."""
+        await self.store.session_record(owner, sid)
+        sub = await self._subscribe(sid)
+        try:
+            running = await self.store.running_exchange_id(sid)
+            xid = running or (await self.store.latest_exchange_id(sid) if last_event_id else None)
+            if xid is None:
+                sub.close()
+                return None
+            entries = await self.store.read_log(sid, xid, last_event_id)
+        except BaseException:
+            sub.close()
+            raise
+        if not entries and running is None:
+            sub.close()
+            return None
+        replay = [Item(e.kind, e.id, e.data) for e in entries]
+        return self._watch(sub, xid, last_event_id, replay)
+
+    # --- cancel ----------------------------------------------------------------------------
+
+    @redis_guarded
+    async def cancel(self, owner: str, sid: str, message_id: str | None) -> Exchange:
+        await self.store.session_record(owner, sid)
+        running = await self.store.running_exchange_id(sid)
+        if running is None or (message_id is not None and message_id != running):
+            what = f"exchange {message_id}" if message_id else "no exchange"
+            raise NotRunning(
+                f"{what} is not running in session {sid}",
+                details={"conversationId": sid, "messageId": message_id},
+            )
+        sub = await self._subscribe(sid)
+        try:
+            await self._signal_cancel(sid, running)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_until_end(sub), _CANCEL_WAIT)
+        finally:
+            sub.close()
+        exchange = await self.store.get_exchange(sid, running)
+        if exchange is None:
+            raise NotFound(f"exchange {running} not found", details={"messageId": running})
+        return exchange
+
+    async def _signal_cancel(self, sid: str, xid: str) -> None:
+        runner = self._runners.get(sid)
+        if runner is not None and runner.spec.xid == xid:
+            runner.request_cancel()
+            return
+        await self.store.request_cancel(sid)
+        await self.redis.publish(self.keys.control(), f"cancel|{sid}|{xid}")
+
+    def on_control(self, payload: bytes) -> None:
+        kind, _, rest = payload.decode().partition("|")
+        if kind != "cancel":
+            return
+        sid, _, xid = rest.partition("|")
+        runner = self._runners.get(sid)
+        if runner is not None and runner.spec.xid == xid:
+            runner.request_cancel()
+
+    def cancel_local(self, sid: str, xid: str) -> bool:
+        """Cancel an exchange this process runs; used when its stream's client goes away."""
+        runner = self._runners.get(sid)
+        if runner is None or runner.spec.xid != xid:
+            return False
+        runner.request_cancel()
+        return True
+
+
+async def _until_end(sub: Subscription) -> None:
+    while True:
+        await sub.wakeup.wait()
+        if any(item.terminal for item in sub.take()):
+            return

@@ -1,0 +1,325 @@
+"""Durable state in Redis: sessions, exchanges, their indexes and replay logs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Literal, cast
+
+import msgspec
+from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
+
+from streams.clock import now_ms
+from streams.config import EngineConfig
+from streams.errors import Conflict, NotFound, SessionBusy
+from streams.keys import Keys
+from streams.paging import (
+    KeysetCursor,
+    OffsetCursor,
+    Page,
+    after_cursor,
+    decode_keyset,
+    decode_offset,
+    encode_cursor,
+)
+from streams.records import exchange_from, session_from
+from streams.scripts import BEGIN, Script
+from streams.types import Exchange, Session
+
+_SORT_INDEX = {"createdAt": "created", "updatedAt": "updated"}
+
+
+class NewSession(msgspec.Struct, kw_only=True):
+    agent_id: str
+    agent_version: int
+    title: str | None
+    metadata: dict[str, str]
+    refresh_interval_ms: int
+    user_id: str | None = None
+
+
+class SessionPatch(msgspec.Struct, kw_only=True):
+    title: str | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+    refresh_interval_ms: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class SessionQuery(msgspec.Struct, kw_only=True):
+    agent_id: str | None = None
+    status: Literal["idle", "running"] | None = None
+    q: str | None = None
+    user_id: str | None = None
+    sort: Literal["createdAt", "updatedAt"] = "createdAt"
+    order: Literal["asc", "desc"] = "desc"
+    limit: int = 20
+    cursor: str | None = None
+
+
+class LogEntry(msgspec.Struct):
+    id: str
+    kind: str
+    data: bytes
+
+
+class Store:
+    def __init__(self, redis: Redis, keys: Keys, config: EngineConfig) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.config = config
+        self._begin = Script(BEGIN)
+
+    # --- sessions -------------------------------------------------------------------------
+
+    async def create_session(self, owner: str, new: NewSession, sid: str | None = None) -> Session:
+        sid = sid or uuid.uuid4().hex
+        now = now_ms()
+        ttl = self.config.session_ttl_seconds
+        record: dict[FieldT, EncodableT] = {
+            "cid": sid,
+            "owner": owner,
+            "agent": new.agent_id,
+            "version": new.agent_version,
+            "metadata": msgspec.json.encode(new.metadata),
+            "interval": new.refresh_interval_ms,
+            "count": 0,
+            "in": 0,
+            "out": 0,
+            "cr": 0,
+            "cc": 0,
+            "created": now,
+            "updated": now,
+            "expires": now + ttl * 1000,
+        }
+        if new.title is not None:
+            record["title"] = new.title
+        if new.user_id is not None:
+            record["user"] = new.user_id
+        key = self.keys.session(sid)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, mapping=record)
+            pipe.expire(key, ttl)
+            pipe.zadd(self.keys.index(owner, "created"), {sid: now})
+            pipe.zadd(self.keys.index(owner, "updated"), {sid: now})
+            await pipe.execute()
+        return session_from({k: str(v) for k, v in record.items()}, running=False)
+
+    async def _load(self, owner: str, sid: str) -> tuple[dict[str, str], bool]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.session(sid))
+            pipe.exists(self.keys.lock(sid))
+            record, locked = await pipe.execute()
+        if not record or record.get("owner") != owner:
+            raise NotFound(f"session {sid} not found", details={"conversationId": sid})
+        return record, bool(locked)
+
+    async def get_session(self, owner: str, sid: str) -> Session:
+        record, running = await self._load(owner, sid)
+        return session_from(record, running=running)
+
+    async def session_record(self, owner: str, sid: str) -> dict[str, str]:
+        record, _ = await self._load(owner, sid)
+        return record
+
+    async def update_session(self, owner: str, sid: str, patch: SessionPatch) -> Session:
+        await self._load(owner, sid)
+        key = self.keys.session(sid)
+        now = now_ms()
+        changes: dict[FieldT, EncodableT] = {"updated": now}
+        if not isinstance(patch.metadata, msgspec.UnsetType):
+            changes["metadata"] = msgspec.json.encode(patch.metadata)
+        if not isinstance(patch.refresh_interval_ms, msgspec.UnsetType):
+            changes["interval"] = patch.refresh_interval_ms
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=changes)
+            if patch.title is None:
+                pipe.hdel(key, "title")
+            elif not isinstance(patch.title, msgspec.UnsetType):
+                pipe.hset(key, "title", patch.title)
+            pipe.zadd(self.keys.index(owner, "updated"), {sid: now}, xx=True)
+            await pipe.execute()
+        return await self.get_session(owner, sid)
+
+    async def delete_session(self, owner: str, sid: str) -> bool:
+        record = cast(dict[str, str], await self.redis.hgetall(self.keys.session(sid)))
+        if not record or record.get("owner") != owner:
+            return False
+        xids = cast(list[str], await self.redis.lrange(self.keys.exchanges(sid), 0, -1))
+        doomed = [
+            self.keys.session(sid),
+            self.keys.exchanges(sid),
+            self.keys.lock(sid),
+            self.keys.cancel(sid),
+        ]
+        for xid in xids:
+            doomed += [self.keys.exchange(sid, xid), self.keys.log(sid, xid)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(*doomed)
+            for sort in _SORT_INDEX.values():
+                pipe.zrem(self.keys.index(owner, sort), sid)
+            await pipe.execute()
+        return True
+
+    async def list_sessions(self, owner: str, query: SessionQuery) -> Page[Session]:
+        cursor = decode_keyset(query.cursor, query.sort, query.order) if query.cursor else None
+        index = self.keys.index(owner, _SORT_INDEX[query.sort])
+        descending = query.order == "desc"
+        keep = _session_filter(query)
+        found: list[tuple[int, str, Session]] = []
+        batch = max(query.limit * 2, 50)
+        start = 0
+        while len(found) <= query.limit:
+            entries = await self._index_window(index, cursor, descending, start, batch)
+            start += len(entries)
+            fresh = [(int(s), m) for m, s in entries if after_cursor(int(s), m, cursor, descending)]
+            for score, sid, session in await self._sessions_of(owner, index, fresh):
+                if keep(session):
+                    found.append((score, sid, session))
+            if len(entries) < batch:
+                break
+        page = found[: query.limit]
+        next_cursor = None
+        if len(found) > query.limit:
+            score, sid, _ = page[-1]
+            next_cursor = encode_cursor(KeysetCursor(query.sort, query.order, score, sid))
+        return Page(data=[s for _, _, s in page], next_cursor=next_cursor)
+
+    async def _index_window(
+        self, index: str, cursor: KeysetCursor | None, descending: bool, start: int, count: int
+    ) -> list[tuple[str, float]]:
+        if descending:
+            top: int | str = cursor.score if cursor else "+inf"
+            return cast(
+                list[tuple[str, float]],
+                await self.redis.zrevrangebyscore(
+                    index, top, "-inf", start=start, num=count, withscores=True
+                ),
+            )
+        bottom: int | str = cursor.score if cursor else "-inf"
+        return cast(
+            list[tuple[str, float]],
+            await self.redis.zrangebyscore(
+                index, bottom, "+inf", start=start, num=count, withscores=True
+            ),
+        )
+
+    async def _sessions_of(
+        self, owner: str, index: str, entries: list[tuple[int, str]]
+    ) -> list[tuple[int, str, Session]]:
+        if not entries:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, sid in entries:
+                pipe.hgetall(self.keys.session(sid))
+                pipe.exists(self.keys.lock(sid))
+            replies = await pipe.execute()
+        sessions: list[tuple[int, str, Session]] = []
+        expired: list[str] = []
+        for (score, sid), record, locked in zip(entries, replies[::2], replies[1::2], strict=True):
+            if not record or record.get("owner") != owner:
+                expired.append(sid)
+                continue
+            sessions.append((score, sid, session_from(record, running=bool(locked))))
+        if expired:
+            await self._prune(owner, expired)
+        return sessions
+
+    async def _prune(self, owner: str, sids: list[str]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sort in _SORT_INDEX.values():
+                pipe.zrem(self.keys.index(owner, sort), *sids)
+            await pipe.execute()
+
+    # --- exchanges ------------------------------------------------------------------------
+
+    async def begin_exchange(self, owner: str, sid: str, xid: str, text: str) -> None:
+        """Take the session's run lock and store the exchange as running, atomically."""
+        now = now_ms()
+        ttl = self.config.session_ttl_seconds
+        keys = [
+            self.keys.session(sid),
+            self.keys.lock(sid),
+            self.keys.exchanges(sid),
+            self.keys.exchange(sid, xid),
+            self.keys.cancel(sid),
+        ]
+        args = [xid, owner, now, self.config.lock_ttl_ms, text, ttl, now + ttl * 1000]
+        outcome = await self._begin(self.redis, keys, args)
+        if outcome == "missing":
+            raise NotFound(f"session {sid} not found", details={"conversationId": sid})
+        if outcome == "duplicate":
+            raise Conflict(
+                f"an exchange with messageId {xid} already exists", details={"messageId": xid}
+            )
+        if outcome == "busy":
+            raise SessionBusy(
+                "the session already has an exchange running", details={"conversationId": sid}
+            )
+        await self.redis.zadd(self.keys.index(owner, "updated"), {sid: now}, xx=True)
+
+    async def running_exchange_id(self, sid: str) -> str | None:
+        return cast(str | None, await self.redis.get(self.keys.lock(sid)))
+
+    async def latest_exchange_id(self, sid: str) -> str | None:
+        return cast(str | None, await self.redis.lindex(self.keys.exchanges(sid), -1))
+
+    async def get_exchange(self, sid: str, xid: str) -> Exchange | None:
+        record = cast(dict[str, str], await self.redis.hgetall(self.keys.exchange(sid, xid)))
+        return exchange_from(sid, record) if record else None
+
+    async def list_exchanges(
+        self, owner: str, sid: str, limit: int, cursor: str | None
+    ) -> Page[Exchange]:
+        await self._load(owner, sid)
+        offset = decode_offset(cursor, "exchanges") if cursor else 0
+        xids = cast(
+            list[str], await self.redis.lrange(self.keys.exchanges(sid), offset, offset + limit)
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for xid in xids[:limit]:
+                pipe.hgetall(self.keys.exchange(sid, xid))
+            records = await pipe.execute()
+        data = [exchange_from(sid, r) for r in records if r]
+        more = len(xids) > limit
+        next_cursor = encode_cursor(OffsetCursor("exchanges", offset + limit)) if more else None
+        return Page(data=data, next_cursor=next_cursor)
+
+    async def completed_history(self, sid: str) -> list[Exchange]:
+        """Every finished exchange of the session, oldest first, for the model's context."""
+        xids = cast(list[str], await self.redis.lrange(self.keys.exchanges(sid), 0, -1))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for xid in xids:
+                pipe.hgetall(self.keys.exchange(sid, xid))
+            records = await pipe.execute()
+        return [
+            exchange_from(sid, r) for r in records if r and r.get("status", "running") != "running"
+        ]
+
+    async def read_log(self, sid: str, xid: str, after: str | None) -> list[LogEntry]:
+        start = f"({after}" if after else "-"
+        raw = cast(
+            list[tuple[str, dict[str, str]]],
+            await self.redis.xrange(self.keys.log(sid, xid), start, "+"),
+        )
+        return [LogEntry(entry_id, fields["k"], fields["d"].encode()) for entry_id, fields in raw]
+
+    async def request_cancel(self, sid: str) -> None:
+        await self.redis.set(self.keys.cancel(sid), "1", px=self.config.lock_ttl_ms)
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+
+def _session_filter(query: SessionQuery) -> Callable[[Session], bool]:
+    needle = query.q.casefold() if query.q else None
+
+    def keep(session: Session) -> bool:
+        if query.agent_id is not None and session.agent_id != query.agent_id:
+            return False
+        if query.status is not None and session.status != query.status:
+            return False
+        if query.user_id is not None and session.user_id != query.user_id:
+            return False
+        return needle is None or needle in (session.title or "").casefold()
+
+    return keep

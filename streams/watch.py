@@ -1,0 +1,100 @@
+"""A watcher's view of one exchange: replay from the log, then live, nothing lost or twice.
+
+The order matters: subscribe first, then read the log after the last id the client has,
+then go live and drop live items at or before what was already sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from streams.events import Item, stream_key
+from streams.hub import Subscription
+from streams.store import Store
+
+
+class Ping:
+    """Nothing happened for a keepalive period."""
+
+
+class Reconnect:
+    """This process is shutting down; the client should resume elsewhere."""
+
+
+PING = Ping()
+RECONNECT = Reconnect()
+WatchEvent = Item | Ping | Reconnect
+
+
+class Watch:
+    def __init__(
+        self,
+        store: Store,
+        sub: Subscription,
+        xid: str,
+        after: str | None,
+        *,
+        initial: list[Item],
+        keepalive: float,
+        closing: asyncio.Event,
+    ) -> None:
+        self.store = store
+        self.sub = sub
+        self.xid = xid
+        self.last_id = after
+        self._last_key = stream_key(after) if after else (0, 0)
+        self._initial = initial
+        self._keepalive = keepalive
+        self._closing = closing
+
+    async def events(self) -> AsyncIterator[WatchEvent]:
+        try:
+            if self._initial:
+                self._advance(self._initial[-1])
+            for item in self._initial:
+                yield item
+                if item.terminal:
+                    return
+            while True:
+                if self._closing.is_set():
+                    yield RECONNECT
+                    return
+                if self.sub.resync:
+                    self.sub.resync = False
+                    for item in await self._read_log():
+                        yield item
+                        if item.terminal:
+                            return
+                items = self.sub.take()
+                if not items:
+                    if not await self._wait():
+                        yield PING
+                    continue
+                for item in items:
+                    if item.key <= self._last_key:
+                        continue
+                    self._advance(item)
+                    yield item
+                    if item.terminal:
+                        return
+        finally:
+            self.sub.close()
+
+    async def _wait(self) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.sub.wakeup.wait(), self._keepalive)
+            return True
+        return False
+
+    async def _read_log(self) -> list[Item]:
+        entries = await self.store.read_log(self.sub.sid, self.xid, self.last_id)
+        items = [Item(e.kind, e.id, e.data) for e in entries]
+        if items:
+            self._advance(items[-1])
+        return items
+
+    def _advance(self, item: Item) -> None:
+        self.last_id = item.id
+        self._last_key = item.key
