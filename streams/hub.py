@@ -210,7 +210,7 @@ class Hub:
         try:
             while True:
                 reply = await asyncio.wait_for(
-                    conn.read_response(disconnect_on_error=False), _DEAD_AFTER
+                    conn.read_response(disconnect_on_error=False, push_request=True), _DEAD_AFTER
                 )
                 self._dispatch(reply, control)
         finally:

@@ -153,6 +153,8 @@ class ConversationService:
     async def create_session(self, owner: str, new: NewSession, sid: str | None = None) -> Session:
         agent = await self.agents.resolve(new.agent_id, new.agent_version or None)
         new.agent_version = agent.version
+        if new.refresh_interval_ms is None:
+            new.refresh_interval_ms = agent.default_refresh_interval_ms
         return await self.store.create_session(owner, new, sid)
 
     @redis_guarded

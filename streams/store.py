@@ -35,7 +35,7 @@ class NewSession(msgspec.Struct, kw_only=True):
     agent_version: int
     title: str | None
     metadata: dict[str, str]
-    refresh_interval_ms: int
+    refresh_interval_ms: int | None = None
     user_id: str | None = None
 
 
@@ -80,8 +80,8 @@ class Store:
             "owner": owner,
             "agent": new.agent_id,
             "version": new.agent_version,
-            "metadata": msgspec.json.encode(new.metadata),
-            "interval": new.refresh_interval_ms,
+            "metadata": msgspec.json.encode(new.metadata).decode(),
+            "interval": new.refresh_interval_ms or self.config.default_refresh_interval_ms,
             "count": 0,
             "in": 0,
             "out": 0,
@@ -102,7 +102,7 @@ class Store:
             pipe.zadd(self.keys.index(owner, "created"), {sid: now})
             pipe.zadd(self.keys.index(owner, "updated"), {sid: now})
             await pipe.execute()
-        return session_from({k: str(v) for k, v in record.items()}, running=False)
+        return session_from({str(k): str(v) for k, v in record.items()}, running=False)
 
     async def _load(self, owner: str, sid: str) -> tuple[dict[str, str], bool]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -127,7 +127,7 @@ class Store:
         now = now_ms()
         changes: dict[FieldT, EncodableT] = {"updated": now}
         if not isinstance(patch.metadata, msgspec.UnsetType):
-            changes["metadata"] = msgspec.json.encode(patch.metadata)
+            changes["metadata"] = msgspec.json.encode(patch.metadata).decode()
         if not isinstance(patch.refresh_interval_ms, msgspec.UnsetType):
             changes["interval"] = patch.refresh_interval_ms
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -1,0 +1,114 @@
+"""The ``parley`` command: ``parley serve`` runs the server, ``parley bench`` load-tests one."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import msgspec
+
+from server.logs import configure_logging
+from server.settings import ENV_PREFIX, SETTING_DOCS, Settings, SettingsError
+
+log = logging.getLogger("parley.cli")
+
+
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the server",
+        description="Run Parley. Every option also reads its PARLEY_* environment variable; "
+        "an option given here wins.",
+    )
+    defaults = Settings()
+    for name in Settings.__struct_fields__:
+        env = ENV_PREFIX + name.upper()
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        serve.add_argument(
+            flag,
+            dest=name,
+            default=None,
+            metavar=name.split("_")[-1].upper(),
+            help=f"{SETTING_DOCS[name]} [env {env}; default {default!r}]",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parley", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    try:
+        from server.bench.command import add_bench_arguments
+    except ImportError:
+        pass
+    else:
+        add_bench_arguments(sub.add_parser("bench", help="load-test a Parley server"))
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    for name in Settings.__struct_fields__:
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[ENV_PREFIX + name.upper()] = str(value)
+    try:
+        settings = Settings.from_env()
+        settings.check_bind()
+    except SettingsError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    if not settings.auth_enabled:
+        log.info("authentication is off: PARLEY_API_KEYS is not set; serving loopback only")
+    if settings.redis_url:
+        return _run_uvicorn(settings)
+    return _serve_with_private_redis(settings)
+
+
+def _serve_with_private_redis(settings: Settings) -> int:
+    from server.embedded_redis import RedisNotFoundError, RedisProcess
+
+    try:
+        redis = RedisProcess(settings.data_dir, appendonly=True)
+    except RedisNotFoundError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+    with redis:
+        log.info("started private Redis", extra={"server": redis.describe()})
+        os.environ[ENV_PREFIX + "REDIS_URL"] = redis.url
+        return _run_uvicorn(msgspec.structs.replace(settings, redis_url=redis.url))
+
+
+def _run_uvicorn(settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "server.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    from server.bench.command import run_bench
+
+    return run_bench(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

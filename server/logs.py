@@ -1,0 +1,45 @@
+"""Structured logs: one JSON object per line on stderr, quiet unless something happens."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_UVICORN_NOISE = "ASGI callable returned without completing response."
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(entry, enc_hook=str).decode()
+
+
+class _DropClosedStreamNoise(logging.Filter):
+    """A stream we cut off for not reading is logged by us; uvicorn's echo of it is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _UVICORN_NOISE
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("parley")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+    logging.getLogger("uvicorn.error").addFilter(_DropClosedStreamNoise())

@@ -1,0 +1,1 @@
+"""One module per API surface; each maps its wire format onto the service facade."""

@@ -1,0 +1,218 @@
+"""The native ``/v1`` surface: camelCase JSON and SSE over the service facade."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from litestar import Router, delete, get, patch, post
+from litestar.params import Parameter
+from litestar.response.base import ASGIResponse
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.types import ASGIApp
+
+from server.settings import Settings
+from server.sse import SseResponse, json_frame, native_frames
+from server.wire import (
+    BatchDelete,
+    BatchDeleteResult,
+    CancelBody,
+    ContinueBody,
+    CreateSession,
+    PatchSession,
+    Started,
+)
+from streams.errors import InvalidInput
+from streams.paging import Page
+from streams.service import ConversationService
+from streams.store import NewSession, SessionPatch, SessionQuery
+from streams.types import Exchange, Session
+
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+Sid = Annotated[str, Parameter(description="The session's conversationId.")]
+
+
+def _new_session(body: CreateSession) -> NewSession:
+    return NewSession(
+        agent_id=body.agent_id,
+        agent_version=body.agent_version or 0,
+        title=body.title,
+        metadata=body.metadata,
+        refresh_interval_ms=body.refresh_interval_ms,
+        user_id=body.user_id,
+    )
+
+
+@post("/", summary="Create a session")
+async def create_session(
+    data: CreateSession, service: ConversationService, principal: str
+) -> Session:
+    return await service.create_session(principal, _new_session(data))
+
+
+@get("/", summary="List sessions")
+async def list_sessions(
+    service: ConversationService,
+    principal: str,
+    agent_id: Annotated[str | None, Parameter(query="agentId")] = None,
+    status: Literal["idle", "running"] | None = None,
+    q: Annotated[str | None, Parameter(max_length=200)] = None,
+    user_id: Annotated[str | None, Parameter(query="userId")] = None,
+    sort: Literal["createdAt", "updatedAt"] = "createdAt",
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> Page[Session]:
+    query = SessionQuery(
+        agent_id=agent_id,
+        status=status,
+        q=q,
+        user_id=user_id,
+        sort=sort,
+        order=order,
+        limit=limit,
+        cursor=cursor,
+    )
+    return await service.list_sessions(principal, query)
+
+
+@get("/{conversation_id:str}", summary="Get a session")
+async def get_session(
+    conversation_id: Sid,
+    service: ConversationService,
+    principal: str,
+    auto_create: Annotated[bool, Parameter(query="autoCreate")] = False,
+) -> Session:
+    if auto_create:
+        new = _new_session(CreateSession())
+        return await service.get_or_create_session(principal, conversation_id, new)
+    return await service.get_session(principal, conversation_id)
+
+
+@patch("/{conversation_id:str}", summary="Change a session's title, metadata or interval")
+async def update_session(
+    conversation_id: Sid, data: PatchSession, service: ConversationService, principal: str
+) -> Session:
+    patch_ = SessionPatch(
+        title=data.title, metadata=data.metadata, refresh_interval_ms=data.refresh_interval_ms
+    )
+    return await service.update_session(principal, conversation_id, patch_)
+
+
+@delete("/{conversation_id:str}", summary="Delete a session and every key it has")
+async def delete_session(
+    conversation_id: Sid, service: ConversationService, principal: str
+) -> None:
+    if not await service.delete_session(principal, conversation_id):
+        await service.get_session(principal, conversation_id)  # raises the 404
+
+
+@post("/batchDelete", summary="Delete several sessions", status_code=HTTP_200_OK)
+async def batch_delete(
+    data: BatchDelete, service: ConversationService, principal: str
+) -> BatchDeleteResult:
+    deleted: list[str] = []
+    missing: list[str] = []
+    for sid in dict.fromkeys(data.conversation_ids):
+        (deleted if await service.delete_session(principal, sid) else missing).append(sid)
+    return BatchDeleteResult(deleted=deleted, not_found=missing)
+
+
+@get("/{conversation_id:str}/exchanges", summary="The session's exchanges, oldest first")
+async def list_exchanges(
+    conversation_id: Sid,
+    service: ConversationService,
+    principal: str,
+    limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> Page[Exchange]:
+    return await service.list_exchanges(principal, conversation_id, limit, cursor)
+
+
+@post(
+    "/{conversation_id:str}/blockingContinue",
+    summary="Send a user turn; answer when the reply is done",
+    status_code=HTTP_200_OK,
+)
+async def blocking_continue(
+    conversation_id: Sid, data: ContinueBody, service: ConversationService, principal: str
+) -> Exchange:
+    return await service.blocking_continue(
+        principal, conversation_id, data.user_input.text, data.message_id
+    )
+
+
+@post(
+    "/{conversation_id:str}/streamingContinue",
+    summary="Send a user turn; stream the reply as SSE deltas",
+    status_code=HTTP_200_OK,
+)
+async def streaming_continue(
+    conversation_id: Sid,
+    data: ContinueBody,
+    service: ConversationService,
+    principal: str,
+    settings: Settings,
+) -> ASGIApp:
+    watch = await service.streaming_continue(
+        principal, conversation_id, data.user_input.text, data.message_id
+    )
+    opening = json_frame("started", Started(watch.xid, conversation_id))
+    xid = watch.xid
+
+    def on_close(finished: bool) -> None:
+        if data.on_disconnect == "cancel" and not finished:
+            service.cancel_local(conversation_id, xid)
+
+    frames = native_frames(watch, settings.retry_ms, opening)
+    return SseResponse(frames, send_timeout=settings.send_timeout_seconds, on_close=on_close)
+
+
+@get("/{conversation_id:str}/stream", summary="Join or resume the exchange in flight (SSE)")
+async def stream(
+    conversation_id: Sid,
+    service: ConversationService,
+    principal: str,
+    settings: Settings,
+    last_event_id: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+    last_event_id_query: Annotated[str | None, Parameter(query="lastEventId")] = None,
+) -> ASGIApp:
+    after = last_event_id or last_event_id_query
+    if after is not None and not _STREAM_ID.match(after):
+        raise InvalidInput(
+            "Last-Event-ID must be an event id this server sent, like 1700000000000-0",
+            details={"field": "Last-Event-ID"},
+        )
+    watch = await service.watch(principal, conversation_id, after)
+    if watch is None:
+        return ASGIResponse(status_code=HTTP_204_NO_CONTENT)
+    frames = native_frames(watch, settings.retry_ms)
+    return SseResponse(frames, send_timeout=settings.send_timeout_seconds)
+
+
+@post("/{conversation_id:str}/cancel", summary="Cancel the running exchange", status_code=200)
+async def cancel(
+    conversation_id: Sid, service: ConversationService, principal: str, data: CancelBody | None
+) -> Exchange:
+    message_id = data.message_id if data else None
+    return await service.cancel(principal, conversation_id, message_id)
+
+
+def sessions_router() -> Router:
+    return Router(
+        path="/v1/sessions",
+        route_handlers=[
+            create_session,
+            list_sessions,
+            get_session,
+            update_session,
+            delete_session,
+            batch_delete,
+            list_exchanges,
+            blocking_continue,
+            streaming_continue,
+            stream,
+            cancel,
+        ],
+        tags=["sessions"],
+    )

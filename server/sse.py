@@ -1,0 +1,118 @@
+"""Server-Sent Events for the native surface.
+
+We write our own small ASGI response rather than use Litestar's ``ServerSentEvent`` or
+sse-starlette: frames are encoded once per delta and shared by every watcher, ready frames
+go out in one write, a client that stops reading is cut off after a send timeout, and on
+shutdown each stream ends with ``event: reconnect`` instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import anyio
+import msgspec
+from litestar.types import Receive, Scope, Send
+
+from streams.events import Item
+from streams.watch import Ping, Reconnect, Watch
+
+log = logging.getLogger("parley.sse")
+
+PING_FRAME = b": ping\n\n"
+SURFACE = "native"
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\nevent: {event}\ndata: " if event_id else f"event: {event}\ndata: "
+    return head.encode() + data + b"\n\n"
+
+
+def item_frame(item: Item) -> bytes:
+    """The item's native frame, encoded once and shared by every watcher."""
+    cached = item.frames.get(SURFACE)
+    if cached is None:
+        cached = item.frames[SURFACE] = frame(item.kind, item.data, item.id)
+    return cached
+
+
+def retry_frame(retry_ms: int) -> bytes:
+    return f"retry: {retry_ms}\n\n".encode()
+
+
+def reconnect_frame(retry_ms: int) -> bytes:
+    return f"event: reconnect\nretry: {retry_ms}\ndata: {{}}\n\n".encode()
+
+
+def json_frame(event: str, payload: object) -> bytes:
+    return frame(event, msgspec.json.encode(payload))
+
+
+async def native_frames(watch: Watch, retry_ms: int, opening: bytes = b"") -> AsyncIterator[bytes]:
+    yield retry_frame(retry_ms) + opening
+    async for event in watch.events():
+        if isinstance(event, Ping):
+            yield PING_FRAME
+        elif isinstance(event, Reconnect):
+            yield reconnect_frame(retry_ms)
+        else:
+            yield item_frame(event)
+
+
+class SseResponse:
+    """An ASGI app streaming ``frames``; ``on_close(finished)`` runs however it ends."""
+
+    def __init__(
+        self,
+        frames: AsyncIterator[bytes],
+        *,
+        send_timeout: float,
+        on_close: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._frames = frames
+        self._send_timeout = send_timeout
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        finished = False
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            async with anyio.create_task_group() as group:
+                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
+                finished = await self._pump(send)
+                group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await _close(self._frames)
+            if self._on_close is not None:
+                self._on_close(finished)
+
+    async def _pump(self, send: Send) -> bool:
+        async for chunk in self._frames:
+            with anyio.move_on_after(self._send_timeout) as timer:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if timer.cancelled_caught:
+                log.warning("stream closed: client stopped reading")
+                return False
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return True
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+async def _close(frames: AsyncIterator[bytes]) -> None:
+    aclose = getattr(frames, "aclose", None)
+    if aclose is not None:
+        await aclose()
