@@ -275,6 +275,10 @@ class ExchangeRunner:
 
     async def _store_end(self) -> Exchange | None:
         if self._pending:
+            # The last delta keeps the interval too, except when the shutdown deadline is up.
+            wait = self._last_flush + self._interval - asyncio.get_running_loop().time()
+            if wait > 0 and self._outcome.finish_reason != "shutdown":
+                await asyncio.sleep(wait)
             await self._flush()
             if self._pending:
                 raise RedisError("final flush failed")
