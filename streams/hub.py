@@ -169,7 +169,14 @@ class Hub:
             if not first:
                 self.reconnects += 1
                 self._resync_all()
-                log.warning("hub reconnected", extra={"channels": len(self._subs)})
+                log.warning(
+                    "hub reconnected",
+                    extra={
+                        "channels": len(self._subs),
+                        "reconnects": self.reconnects,
+                        "resyncs": self.resyncs,
+                    },
+                )
             first = False
             try:
                 await self._read_forever()

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from redis.exceptions import RedisError
+
 from streams.events import Item, stream_key
 from streams.hub import Subscription
 from streams.store import Store
@@ -23,6 +25,7 @@ class Reconnect:
     """This process is shutting down; the client should resume elsewhere."""
 
 
+_RESYNC_RETRY = 0.25
 PING = Ping()
 RECONNECT = Reconnect()
 WatchEvent = Item | Ping | Reconnect
@@ -62,8 +65,10 @@ class Watch:
                     yield RECONNECT
                     return
                 if self.sub.resync:
-                    self.sub.resync = False
-                    for item in await self._read_log():
+                    resynced = await self._resync()
+                    if resynced is None:
+                        continue
+                    for item in resynced:
                         yield item
                         if item.terminal:
                             return
@@ -81,6 +86,16 @@ class Watch:
                         return
         finally:
             self.sub.close()
+
+    async def _resync(self) -> list[Item] | None:
+        """Read what pub/sub may have lost; None while Redis is still away (retried)."""
+        self.sub.resync = False
+        try:
+            return await self._read_log()
+        except (RedisError, OSError):
+            self.sub.resync = True
+            await asyncio.sleep(_RESYNC_RETRY)
+            return None
 
     async def _wait(self) -> bool:
         with contextlib.suppress(TimeoutError):
