@@ -25,7 +25,7 @@ from streams.paging import (
 )
 from streams.records import exchange_from, session_from
 from streams.scripts import BEGIN, Script
-from streams.types import Exchange, Session
+from streams.types import ErrorInfo, Exchange, Session
 
 _SORT_INDEX = {"createdAt": "created", "updatedAt": "updated"}
 
@@ -276,10 +276,11 @@ class Store:
             list[str], await self.redis.lrange(self.keys.exchanges(sid), offset, offset + limit)
         )
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self.keys.lock(sid))
             for xid in xids[:limit]:
                 pipe.hgetall(self.keys.exchange(sid, xid))
-            records = await pipe.execute()
-        data = [exchange_from(sid, r) for r in records if r]
+            running, *records = await pipe.execute()
+        data = [_orphans_failed(exchange_from(sid, r), running) for r in records if r]
         more = len(xids) > limit
         next_cursor = encode_cursor(OffsetCursor("exchanges", offset + limit)) if more else None
         return Page(data=data, next_cursor=next_cursor)
@@ -308,6 +309,20 @@ class Store:
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
+
+
+def _orphans_failed(exchange: Exchange, running: str | None) -> Exchange:
+    """A "running" exchange whose runner no longer holds the lock died with its process."""
+    if exchange.status != "running" or exchange.exchange_id == running:
+        return exchange
+    return msgspec.structs.replace(
+        exchange,
+        status="failed",
+        finish_reason="interrupted",
+        error=ErrorInfo(
+            code="interrupted", message="the server running this exchange stopped", retryable=True
+        ),
+    )
 
 
 def _session_filter(query: SessionQuery) -> Callable[[Session], bool]:

@@ -99,7 +99,8 @@ class Watch:
 
     async def _wait(self) -> bool:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.sub.wakeup.wait(), self._keepalive)
+            async with asyncio.timeout(self._keepalive):
+                await self.sub.wakeup.wait()
             return True
         return False
 
