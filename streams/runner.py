@@ -282,7 +282,7 @@ class ExchangeRunner:
             await self._flush()
             if self._pending:
                 raise RedisError("final flush failed")
-        final = self._meter.final()
+        final = self._meter.final(complete=self._outcome.status == "completed")
         completed = now_ms()
         exchange = self.exchange(final, completed)
         outcome = self._outcome

@@ -29,8 +29,14 @@ class UsageMeter:
             setattr(shown, field, max(values))
         return shown.totalled()
 
-    def final(self) -> Usage:
-        """The exchange's exact usage: the upstream's own totals win over estimates."""
+    def final(self, *, complete: bool = True) -> Usage:
+        """The exchange's exact usage: the upstream's own totals win over estimates.
+
+        A stream cut short (cancel, failure) never got the upstream's totals; its last report
+        may be the opening one with no output counted, so what was counted so far stands.
+        """
+        if not complete:
+            return self.shown()
         if self.reported is None:
             return self.estimate.totalled()
         return self.reported.totalled()
