@@ -192,7 +192,10 @@ async def stream(
 
 @post("/{conversation_id:str}/cancel", summary="Cancel the running exchange", status_code=200)
 async def cancel(
-    conversation_id: Sid, service: ConversationService, principal: str, data: CancelBody | None
+    conversation_id: Sid,
+    service: ConversationService,
+    principal: str,
+    data: CancelBody | None = None,
 ) -> Exchange:
     message_id = data.message_id if data else None
     return await service.cancel(principal, conversation_id, message_id)
