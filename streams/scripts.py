@@ -53,11 +53,14 @@ return {id, redis.call('EXISTS', KEYS[5])}
 # ARGV: xid, kind, payload_json, text, status, reason, error_json,
 #       in, out, cr, cc (final), d_in, d_out, d_cr, d_cc (not yet counted on the session),
 #       now_ms, session_ttl_s, log_ttl_s, expires_ms
-# Returns the end event's stream id, or '' when the session is gone.
+# Returns the end event's stream id, or '' when the session is gone. A gone session still
+# publishes the end event (its id taken from the log before the log goes), so open streams close.
 FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  local gone = redis.call('XADD', KEYS[3], '*', 'k', ARGV[2], 'd', ARGV[3])
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
   if redis.call('GET', KEYS[6]) == ARGV[1] then redis.call('DEL', KEYS[6]) end
+  redis.call('PUBLISH', KEYS[4], ARGV[2] .. '|' .. gone .. '|' .. ARGV[3])
   return ''
 end
 redis.call('HSET', KEYS[2], 'text', ARGV[4], 'status', ARGV[5], 'reason', ARGV[6],
