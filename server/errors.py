@@ -11,6 +11,7 @@ from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     NotFoundException,
+    SerializationException,
     ValidationException,
 )
 from litestar.types import ExceptionHandlersMap
@@ -102,6 +103,9 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     message = exc.detail
     if isinstance(exc, NotFoundException) and message == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
+    elif isinstance(exc.__cause__, SerializationException):
+        # msgspec's own words ("Input data was truncated") do not say what was wrong.
+        message = f"the request body is not valid JSON: {message}"
     elif status == 413:
         message = "the request body is larger than the server accepts"
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, NotAuthorizedException) else None
