@@ -70,17 +70,19 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _serve_with_private_redis(settings: Settings) -> int:
-    from server.embedded_redis import RedisNotFoundError, RedisProcess
+    from server.embedded_redis import RedisNotFoundError, RedisProcess, RedisStartError
 
     try:
-        redis = RedisProcess(settings.data_dir, appendonly=True)
-    except RedisNotFoundError as exc:
-        print(f"parley: {exc}", file=sys.stderr)
+        redis = RedisProcess(settings.data_dir, appendonly=True).start()
+    except (RedisNotFoundError, RedisStartError) as exc:
+        print(f"parley: could not start a private Redis: {exc}", file=sys.stderr)
         return 2
-    with redis:
+    try:
         log.info("started private Redis", extra={"server": redis.describe()})
         os.environ[ENV_PREFIX + "REDIS_URL"] = redis.url
         return _run_uvicorn(msgspec.structs.replace(settings, redis_url=redis.url))
+    finally:
+        redis.stop()
 
 
 def _run_uvicorn(settings: Settings) -> int:
@@ -107,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     from server.bench.command import run_bench
 
-    return run_bench(args)
+    return int(run_bench(args))
 
 
 if __name__ == "__main__":
