@@ -1,0 +1,157 @@
+"""``parley bench``: measure a Parley server, the bare baseline, or both in one run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from server.bench.baseline import BaselineProfile
+from server.bench.client import BenchSetupError, Target, model_params, run_load
+from server.bench.launch import serve_baseline
+from server.bench.options import BenchOptions, add_bench_arguments, options_from_args
+from server.bench.report import (
+    BenchReport,
+    RunReport,
+    StepLevel,
+    build_report,
+    encode_json,
+    ratios,
+    render,
+)
+
+__all__ = ["add_bench_arguments", "run_bench"]
+
+Measure = Callable[[BenchOptions], Awaitable[RunReport]]
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the bench described by ``args`` (from :func:`add_bench_arguments`).
+
+    Exit status 0 when every measured run met the bars (no failed stream, no integrity
+    failure, p99 lateness within ``--max-p99-lateness-ms``; with ``--step``, when some level
+    passed), 1 when not, 2 when the target could not be measured at all.
+    """
+    options = options_from_args(args)
+    problem = _check(options)
+    if problem:
+        print(f"parley bench: {problem}", file=sys.stderr)
+        return 2
+    try:
+        report = _event_loop_run(_bench(options))
+    except BenchSetupError as exc:
+        print(f"parley bench: {exc}", file=sys.stderr)
+        return 2
+    print(render(report))
+    if options.json_path:
+        Path(options.json_path).write_bytes(encode_json(report))
+    return 0 if _passed(report, options) else 1
+
+
+def _check(options: BenchOptions) -> str | None:
+    if options.step and options.step_factor <= 1.0:
+        return "--step-factor must be above 1"
+    if options.exchanges is None and options.duration_s <= 0:
+        return "--duration must be positive"
+    if options.mode == "join" and options.watchers < 1:
+        return "join mode needs --watchers of at least 1"
+    try:
+        model_params(options)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _event_loop_run(main: Awaitable[BenchReport]) -> BenchReport:
+    async def wrapped() -> BenchReport:
+        return await main
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return asyncio.run(wrapped())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(wrapped())
+
+
+async def _bench(options: BenchOptions) -> BenchReport:
+    report = BenchReport(date=datetime.now(UTC).isoformat(timespec="seconds"))
+    if options.baseline or options.baseline_only:
+        profile = BaselineProfile(
+            params=model_params(options), refresh_interval_ms=options.refresh_interval_ms
+        )
+        async with serve_baseline(profile, workers=options.baseline_workers) as server:
+            baseline = Target(
+                label="baseline",
+                url=f"http://{server.host}:{server.port}",
+                bare=True,
+                pid=server.pid,
+            )
+            report.baseline = await _measure(options, baseline, report)
+    if not options.baseline_only:
+        target = Target(
+            label="parley", url=options.url, api_key=options.api_key, pid=options.server_pid
+        )
+        report.target = await _measure(options, target, report)
+    if report.target is not None and report.baseline is not None:
+        report.ratios = ratios(report.target, report.baseline)
+    return report
+
+
+async def _measure(options: BenchOptions, target: Target, report: BenchReport) -> RunReport:
+    async def once(opts: BenchOptions) -> RunReport:
+        return build_report(await run_load(opts, target))
+
+    if not options.step:
+        return await once(options)
+    levels = await _step(options, once)
+    report.steps[target.label] = levels
+    passing = [level.concurrency for level in levels if level.passed]
+    report.largest_passing[target.label] = max(passing) if passing else None
+    best = [level.report for level in levels if level.passed]
+    return best[-1] if best else levels[-1].report
+
+
+async def _step(options: BenchOptions, once: Measure) -> list[StepLevel]:
+    """Raise concurrency geometrically from ``--concurrency`` until a level fails the bars."""
+    levels: list[StepLevel] = []
+    concurrency = options.concurrency
+    while concurrency <= options.step_max:
+        run = await once(msgspec.structs.replace(options, concurrency=concurrency))
+        passed = run.passes(options.max_p99_lateness_ms)
+        levels.append(StepLevel(concurrency=concurrency, passed=passed, report=run))
+        print(_step_line(run, passed), file=sys.stderr)
+        if not passed:
+            break
+        concurrency = max(concurrency + 1, round(concurrency * options.step_factor))
+    return levels
+
+
+def _step_line(run: RunReport, passed: bool) -> str:
+    late = run.lateness_ms.p99
+    return (
+        f"[{run.label}] step {run.concurrency}: {'pass' if passed else 'FAIL'} "
+        f"(failed {run.streams.failed}, integrity failures {run.integrity.failures}, "
+        f"lateness p99 {'-' if late is None else f'{late:.1f}'} ms, "
+        f"{run.rates.events_per_s:,.0f} events/s)"
+    )
+
+
+def _passed(report: BenchReport, options: BenchOptions) -> bool:
+    if options.step:
+        return all(best is not None for best in report.largest_passing.values())
+    runs = [r for r in (report.target, report.baseline) if r is not None]
+    return all(r.passes(options.max_p99_lateness_ms) for r in runs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="parley bench", description="Load-test a Parley server against the bare baseline."
+    )
+    add_bench_arguments(parser)
+    return run_bench(parser.parse_args(argv))

@@ -1,0 +1,105 @@
+"""Run the bare baseline under real uvicorn in a subprocess on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import IO
+
+import msgspec
+
+from server.bench.baseline import PROFILE_ENV, BaselineProfile
+from server.bench.http1 import Http1Connection, HttpError
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_STARTUP_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 10.0
+
+
+class BaselineServer(msgspec.Struct, frozen=True):
+    host: str
+    port: int
+    pid: int
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _command(host: str, port: int, workers: int) -> list[str]:
+    return [
+        *("-m", "uvicorn", "server.bench.baseline:create_baseline_app"),
+        *("--factory", "--host", host, "--port", str(port), "--workers", str(workers)),
+        *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
+        *("--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "2"),
+    ]
+
+
+def _environment(profile: BaselineProfile) -> dict[str, str]:
+    env = dict(os.environ)
+    env[PROFILE_ENV] = msgspec.json.encode(profile).decode()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@asynccontextmanager
+async def serve_baseline(
+    profile: BaselineProfile, *, workers: int = 1, host: str = "127.0.0.1"
+) -> AsyncIterator[BaselineServer]:
+    """Start the baseline, wait until a worker answers, and stop it on exit."""
+    port = free_port(host)
+    with tempfile.TemporaryFile() as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *_command(host, port, workers),
+            env=_environment(profile),
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            await _wait_ready(process, host, port, log)
+            yield BaselineServer(host=host, port=port, pid=process.pid)
+        finally:
+            await _stop(process)
+
+
+async def _wait_ready(
+    process: asyncio.subprocess.Process, host: str, port: int, log: IO[bytes]
+) -> None:
+    """Wait for a worker to answer ``/healthz`` (the socket alone may be the master's)."""
+    head = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    deadline = asyncio.get_running_loop().time() + _STARTUP_TIMEOUT_S
+    while asyncio.get_running_loop().time() < deadline:
+        if process.returncode is not None:
+            log.seek(0)
+            output = log.read().decode(errors="replace")
+            raise RuntimeError(f"baseline server exited with {process.returncode}:\n{output}")
+        connection = Http1Connection(host, port)
+        try:
+            if (await connection.request(head, timeout=2.0)).status == 200:
+                return
+        except HttpError:
+            await asyncio.sleep(0.05)
+        finally:
+            connection.close()
+    raise RuntimeError(f"baseline server did not answer on {host}:{port} within 30 s")
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()

@@ -1,0 +1,167 @@
+"""The bench's options: one Struct, filled from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Literal
+
+import msgspec
+
+Mode = Literal["streaming", "blocking", "join", "mixed"]
+MODES: tuple[Mode, ...] = ("streaming", "blocking", "join", "mixed")
+
+
+class BenchOptions(msgspec.Struct, kw_only=True, frozen=True):
+    url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+    mode: Mode = "streaming"
+    concurrency: int = 100
+    duration_s: float = 20.0
+    exchanges: int | None = None
+    refresh_interval_ms: int = 100
+    tokens_per_second: float = 20.0
+    reply_tokens: int = 200
+    first_token_latency_ms: int = 200
+    watchers: int = 2
+    ramp_up_s: float | None = None
+    request_timeout_s: float | None = None
+    server_pid: int | None = None
+    baseline: bool = False
+    baseline_only: bool = False
+    baseline_workers: int = 1
+    json_path: str | None = None
+    step: bool = False
+    step_factor: float = 1.5
+    step_max: int = 20_000
+    max_p99_lateness_ms: float = 50.0
+    quiet: bool = False
+
+    @property
+    def ramp_s(self) -> float:
+        """Ramp-up; by default sessions start at 1,000 per second."""
+        return self.ramp_up_s if self.ramp_up_s is not None else self.concurrency / 1000.0
+
+    @property
+    def timeout_s(self) -> float:
+        """Per-request limit; by default the reply's own duration plus 30 s."""
+        if self.request_timeout_s is not None:
+            return self.request_timeout_s
+        generation = self.first_token_latency_ms / 1000 + self.reply_tokens / self.tokens_per_second
+        return generation + 30.0
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every ``parley bench`` option to ``parser``."""
+    d = BenchOptions()
+    target = parser.add_argument_group("target")
+    target.add_argument(
+        "--url",
+        default=os.environ.get("PARLEY_BENCH_URL", d.url),
+        help="Parley base URL (default %(default)s, or $PARLEY_BENCH_URL)",
+    )
+    target.add_argument(
+        "--api-key",
+        default=os.environ.get("PARLEY_BENCH_API_KEY"),
+        help="sent as 'Authorization: Bearer KEY' (default $PARLEY_BENCH_API_KEY)",
+    )
+    target.add_argument(
+        "--server-pid",
+        type=int,
+        help="sample CPU and RSS of this process and its children (the workers)",
+    )
+    load = parser.add_argument_group("load")
+    load.add_argument(
+        "--mode",
+        choices=MODES,
+        default=d.mode,
+        help="streaming; blocking; join (K watchers per exchange on GET .../stream); "
+        "mixed (per session: 2 streaming, 1 blocking, 1 join in every 4)",
+    )
+    load.add_argument(
+        "-c",
+        "--concurrency",
+        type=_positive_int,
+        default=d.concurrency,
+        help="concurrent sessions, each running one exchange at a time",
+    )
+    load.add_argument(
+        "-d",
+        "--duration",
+        type=float,
+        default=d.duration_s,
+        dest="duration_s",
+        help="seconds of full load after ramp-up; running exchanges then finish",
+    )
+    load.add_argument(
+        "-n", "--exchanges", type=_positive_int, help="exchanges per session (replaces --duration)"
+    )
+    load.add_argument(
+        "--watchers",
+        type=int,
+        default=d.watchers,
+        help="extra watchers per exchange in join mode (default %(default)s)",
+    )
+    load.add_argument(
+        "--ramp-up",
+        type=float,
+        dest="ramp_up_s",
+        help="seconds over which sessions start (default: 1,000 per second)",
+    )
+    load.add_argument(
+        "--timeout",
+        type=float,
+        dest="request_timeout_s",
+        help="per-request limit in seconds (default: reply duration + 30 s)",
+    )
+    model = parser.add_argument_group("session and synthetic model")
+    model.add_argument("--refresh-interval-ms", type=int, default=d.refresh_interval_ms)
+    model.add_argument("--tokens-per-second", type=float, default=d.tokens_per_second)
+    model.add_argument("--reply-tokens", type=_positive_int, default=d.reply_tokens)
+    model.add_argument("--first-token-latency-ms", type=int, default=d.first_token_latency_ms)
+    base = parser.add_argument_group("bare baseline")
+    base.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure the bare Litestar SSE baseline and report ratios to it",
+    )
+    base.add_argument(
+        "--baseline-only",
+        action="store_true",
+        help="measure only the baseline (no Parley server needed)",
+    )
+    base.add_argument(
+        "--baseline-workers",
+        type=_positive_int,
+        default=d.baseline_workers,
+        help="uvicorn workers of the baseline (match the server's)",
+    )
+    out = parser.add_argument_group("steps and output")
+    out.add_argument(
+        "--step",
+        action="store_true",
+        help="raise concurrency by --step-factor until the bars fail; "
+        "report the largest passing level",
+    )
+    out.add_argument("--step-factor", type=float, default=d.step_factor)
+    out.add_argument("--step-max", type=_positive_int, default=d.step_max)
+    out.add_argument(
+        "--max-p99-lateness-ms",
+        type=float,
+        default=d.max_p99_lateness_ms,
+        help="lateness bar of --step and of the exit status (default %(default)s)",
+    )
+    out.add_argument("--json", dest="json_path", metavar="PATH", help="also write the report here")
+    out.add_argument("-q", "--quiet", action="store_true", help="no live progress line")
+
+
+def options_from_args(args: argparse.Namespace) -> BenchOptions:
+    fields = {name: getattr(args, name) for name in BenchOptions.__struct_fields__}
+    return msgspec.convert(fields, BenchOptions)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

@@ -1,0 +1,371 @@
+"""Figures of a run, the printed table, the ratios to the baseline, and the JSON report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import msgspec
+
+from server.bench.client import MemoryPoint, RunResult
+from server.bench.stats import percentile
+
+_KB = 1024.0
+_MB = 1024.0 * 1024.0
+
+
+class Dist(msgspec.Struct, kw_only=True, rename="camel"):
+    count: int
+    min: float | None = None
+    p1: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+class Streams(msgspec.Struct, kw_only=True, rename="camel"):
+    started: int
+    completed: int
+    failed: int
+    resumes: int
+    peak_open: int
+
+
+class Integrity(msgspec.Struct, kw_only=True, rename="camel"):
+    ok: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    corrupt: int = 0
+
+    @property
+    def failures(self) -> int:
+        return self.lost + self.duplicated + self.corrupt
+
+
+class Rates(msgspec.Struct, kw_only=True, rename="camel"):
+    window_s: float
+    events_per_s: float
+    deltas_per_s: float
+    bytes_per_s: float
+
+
+class Resources(msgspec.Struct, kw_only=True, rename="camel"):
+    client_cpu_percent: float
+    server_cpu_percent: float | None = None
+    server_cpu_seconds_per_1000_events: float | None = None
+    server_rss_peak_bytes: int | None = None
+    server_bytes_per_open_stream: float | None = None
+
+
+class RunReport(msgspec.Struct, kw_only=True, rename="camel"):
+    label: str
+    url: str
+    mode: str
+    concurrency: int
+    duration_s: float | None
+    exchanges: int | None
+    refresh_interval_ms: int
+    agent_id: str
+    model_params: dict[str, object]
+    elapsed_s: float
+    streams: Streams
+    integrity: Integrity
+    ttfd_ms: Dist
+    ttfd_minus_first_token_ms: Dist
+    lateness_ms: Dist
+    spacing_error_ms: Dist
+    early_deltas: int
+    delivery_ms: Dist
+    blocking_ms: Dist
+    rates: Rates
+    resources: Resources
+    errors: dict[str, int]
+    notes: list[str]
+
+    def passes(self, max_p99_lateness_ms: float) -> bool:
+        """T1's error and lateness bars: no failed stream, no integrity failure, p99 ≤ bar."""
+        late = self.lateness_ms.p99
+        return (
+            self.streams.failed == 0
+            and self.integrity.failures == 0
+            and self.streams.completed > 0
+            and (late is None or late <= max_p99_lateness_ms)
+        )
+
+
+class Ratio(msgspec.Struct, kw_only=True, rename="camel"):
+    metric: str
+    parley: float | None
+    baseline: float | None
+    ratio: float | None
+
+
+class StepLevel(msgspec.Struct, kw_only=True, rename="camel"):
+    concurrency: int
+    passed: bool
+    report: RunReport
+
+
+class BenchReport(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    date: str
+    target: RunReport | None = None
+    baseline: RunReport | None = None
+    ratios: list[Ratio] = msgspec.field(default_factory=list)
+    steps: dict[str, list[StepLevel]] = msgspec.field(default_factory=dict)
+    largest_passing: dict[str, int | None] = msgspec.field(default_factory=dict)
+
+
+def distribution(values: Iterable[float]) -> Dist:
+    ordered = sorted(values)
+    if not ordered:
+        return Dist(count=0)
+    return Dist(
+        count=len(ordered),
+        min=ordered[0],
+        p1=percentile(ordered, 1),
+        p50=percentile(ordered, 50),
+        p95=percentile(ordered, 95),
+        p99=percentile(ordered, 99),
+        max=ordered[-1],
+    )
+
+
+def build_report(result: RunResult) -> RunReport:
+    options, collector, params = result.options, result.collector, result.params
+    first_token_ms = params.first_token_latency_ms
+    generation_ms = first_token_ms + (params.reply_tokens - 1) * 1000.0 / params.tokens_per_second
+    integrity = Integrity(**{k: v for k, v in collector.integrity.items()})
+    early_bar = -collector.expected_spacing * 1000.0 / 2
+    return RunReport(
+        label=result.target.label,
+        url=result.target.url,
+        mode="streaming" if result.target.bare else options.mode,
+        concurrency=options.concurrency,
+        duration_s=None if options.exchanges else options.duration_s,
+        exchanges=options.exchanges,
+        refresh_interval_ms=options.refresh_interval_ms,
+        agent_id=result.agent_id,
+        model_params=msgspec.to_builtins(params),
+        elapsed_s=result.elapsed_s,
+        streams=Streams(
+            started=collector.started,
+            completed=collector.completed,
+            failed=collector.failed,
+            resumes=collector.resumes,
+            peak_open=collector.peak_open,
+        ),
+        integrity=integrity,
+        ttfd_ms=distribution(collector.ttfd_ms),
+        ttfd_minus_first_token_ms=distribution(v - first_token_ms for v in collector.ttfd_ms),
+        lateness_ms=distribution(collector.lateness_ms),
+        spacing_error_ms=distribution(collector.spacing_ms),
+        early_deltas=sum(1 for v in collector.spacing_ms if v < early_bar),
+        delivery_ms=distribution(collector.delivery_ms),
+        blocking_ms=distribution(v - generation_ms for v in collector.blocking_ms),
+        rates=_rates(result),
+        resources=_resources(result),
+        errors=dict(sorted(collector.errors.items())),
+        notes=list(result.notes),
+    )
+
+
+def _rates(result: RunResult) -> Rates:
+    if result.window is None:
+        return Rates(window_s=0.0, events_per_s=0.0, deltas_per_s=0.0, bytes_per_s=0.0)
+    first, last = result.window
+    span = max(last.at - first.at, 1e-9)
+    return Rates(
+        window_s=last.at - first.at,
+        events_per_s=(last.events - first.events) / span,
+        deltas_per_s=(last.deltas - first.deltas) / span,
+        bytes_per_s=(last.bytes - first.bytes) / span,
+    )
+
+
+def _resources(result: RunResult) -> Resources:
+    if result.window is None:
+        return Resources(client_cpu_percent=0.0)
+    first, last = result.window
+    span = max(last.at - first.at, 1e-9)
+    client = (last.client.cpu_seconds - first.client.cpu_seconds) / span * 100.0
+    if first.server is None or last.server is None:
+        return Resources(client_cpu_percent=client)
+    server_cpu = last.server.cpu_seconds - first.server.cpu_seconds
+    events = last.events - first.events
+    return Resources(
+        client_cpu_percent=client,
+        server_cpu_percent=server_cpu / span * 100.0,
+        server_cpu_seconds_per_1000_events=server_cpu / events * 1000.0 if events else None,
+        server_rss_peak_bytes=max((p.rss_bytes for p in result.memory), default=None),
+        server_bytes_per_open_stream=_bytes_per_stream(result.idle_rss, result.memory),
+    )
+
+
+def _bytes_per_stream(idle_rss: int | None, memory: Sequence[MemoryPoint]) -> float | None:
+    """RSS growth over the idle server, per open stream, at the most streams seen."""
+    if idle_rss is None or not memory:
+        return None
+    busiest = max(memory, key=lambda p: (p.open_streams, p.rss_bytes))
+    if not busiest.open_streams:
+        return None
+    return (busiest.rss_bytes - idle_rss) / busiest.open_streams
+
+
+def ratios(target: RunReport, baseline: RunReport) -> list[Ratio]:
+    """Parley divided by the baseline, for the figures where the engine's cost shows."""
+    picks: list[tuple[str, Callable[[RunReport], float | None]]] = [
+        ("events/s", lambda r: r.rates.events_per_s),
+        ("bytes/s", lambda r: r.rates.bytes_per_s),
+        ("server CPU-s per 1k events", lambda r: r.resources.server_cpu_seconds_per_1000_events),
+        ("server bytes per open stream", lambda r: r.resources.server_bytes_per_open_stream),
+        ("TTFD - first token p99 ms", lambda r: r.ttfd_minus_first_token_ms.p99),
+        ("lateness p99 ms", lambda r: r.lateness_ms.p99),
+        ("delivery p99 ms", lambda r: r.delivery_ms.p99),
+    ]
+    out = []
+    for name, pick in picks:
+        mine, theirs = pick(target), pick(baseline)
+        ratio = mine / theirs if mine is not None and theirs else None
+        out.append(Ratio(metric=name, parley=mine, baseline=theirs, ratio=ratio))
+    return out
+
+
+def encode_json(report: BenchReport) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(report), indent=2)
+
+
+# the printed table
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _trio(d: Dist, names: tuple[str, ...] = ("p50", "p95", "p99")) -> str:
+    return " / ".join(_num(getattr(d, n)) for n in names)
+
+
+def _rows(r: RunReport) -> list[tuple[str, str]]:
+    s, i, res = r.streams, r.integrity, r.resources
+    rows = [
+        ("streams started / completed / failed", f"{s.started} / {s.completed} / {s.failed}"),
+        (
+            "integrity ok / lost / dup / corrupt",
+            f"{i.ok} / {i.lost} / {i.duplicated} / {i.corrupt}",
+        ),
+        ("peak open streams / resumes", f"{s.peak_open} / {s.resumes}"),
+        ("TTFD ms p50 / p95 / p99", _trio(r.ttfd_ms)),
+        ("TTFD - first token ms p50/p95/p99", _trio(r.ttfd_minus_first_token_ms)),
+        ("lateness ms p50 / p99 / max", _trio(r.lateness_ms, ("p50", "p99", "max"))),
+        ("spacing error ms p1 / p50 / p99", _trio(r.spacing_error_ms, ("p1", "p50", "p99"))),
+        ("early deltas (< -interval/2)", str(r.early_deltas)),
+        ("delivery ms p50 / p99 / max", _trio(r.delivery_ms, ("p50", "p99", "max"))),
+    ]
+    if r.blocking_ms.count:
+        rows.append(("blocking - generation ms p50/p95/p99", _trio(r.blocking_ms)))
+    rows += [
+        ("full-load window s", _num(r.rates.window_s)),
+        (
+            "events/s / deltas/s",
+            f"{_num(r.rates.events_per_s, 0)} / {_num(r.rates.deltas_per_s, 0)}",
+        ),
+        ("KB/s", _num(r.rates.bytes_per_s / _KB)),
+        ("client CPU %", _num(res.client_cpu_percent)),
+        ("server CPU %", _num(res.server_cpu_percent)),
+        ("server CPU-s per 1k events", _num(res.server_cpu_seconds_per_1000_events, 3)),
+        (
+            "server RSS peak MB",
+            _num(None if res.server_rss_peak_bytes is None else res.server_rss_peak_bytes / _MB),
+        ),
+        (
+            "server KB per open stream",
+            _num(
+                None
+                if res.server_bytes_per_open_stream is None
+                else res.server_bytes_per_open_stream / _KB
+            ),
+        ),
+    ]
+    rows += [(f"error {kind}", str(n)) for kind, n in r.errors.items()]
+    return rows
+
+
+def render(report: BenchReport) -> str:
+    runs = [r for r in (report.target, report.baseline) if r is not None]
+    lines: list[str] = []
+    if runs:
+        lines += _render_runs(runs)
+    if report.ratios:
+        lines += [
+            "",
+            _table(
+                ["Parley / baseline", "parley", "baseline", "ratio"],
+                [
+                    [x.metric, _num(x.parley, 3), _num(x.baseline, 3), _num(x.ratio, 2)]
+                    for x in report.ratios
+                ],
+            ),
+        ]
+    for label, levels in report.steps.items():
+        lines += [
+            "",
+            f"steps of {label}:",
+            _render_steps(levels),
+            f"largest passing concurrency ({label}): {report.largest_passing.get(label)}",
+        ]
+    for run in runs:
+        lines += [f"note ({run.label}): {note}" for note in run.notes]
+    return "\n".join(lines)
+
+
+def _render_runs(runs: list[RunReport]) -> list[str]:
+    first = runs[0]
+    header = (
+        f"{first.mode}, {first.concurrency} sessions, "
+        + (f"{first.exchanges} exchanges each" if first.exchanges else f"{first.duration_s:g} s")
+        + f", interval {first.refresh_interval_ms} ms, model "
+        + msgspec.json.encode(first.model_params).decode()
+    )
+    per_run = [dict(_rows(r)) for r in runs]
+    names = list(dict.fromkeys(name for rows in per_run for name in rows))
+    body = [[name, *(rows.get(name, "") for rows in per_run)] for name in names]
+    return [header, _table(["metric", *(r.label for r in runs)], body)]
+
+
+def _render_steps(levels: list[StepLevel]) -> str:
+    body = [
+        [
+            str(level.concurrency),
+            "pass" if level.passed else "FAIL",
+            str(level.report.streams.failed),
+            str(level.report.integrity.failures),
+            _num(level.report.lateness_ms.p99),
+            _num(level.report.rates.events_per_s, 0),
+            _num(level.report.resources.client_cpu_percent),
+            _num(level.report.resources.server_cpu_percent),
+        ]
+        for level in levels
+    ]
+    header = [
+        "sessions",
+        "bars",
+        "failed",
+        "integrity",
+        "late p99",
+        "events/s",
+        "client%",
+        "server%",
+    ]
+    return _table(header, body)
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, body)])

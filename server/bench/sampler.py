@@ -1,0 +1,49 @@
+"""CPU and memory of a server process tree, and of the load generator itself."""
+
+from __future__ import annotations
+
+import msgspec
+import psutil
+
+
+class Usage(msgspec.Struct, frozen=True):
+    cpu_seconds: float
+    rss_bytes: int
+    processes: int
+
+
+class ProcessSampler:
+    """Samples a process and all its descendants (uvicorn workers) by pid.
+
+    CPU is user + system time of the live processes; a worker that dies takes its time with
+    it, which only happens when something already went wrong. RSS is summed, so pages shared
+    between forked workers count once per worker: an upper bound.
+    """
+
+    def __init__(self, pid: int, *, include_children: bool = True) -> None:
+        self._root = psutil.Process(pid)
+        self._include_children = include_children
+
+    def sample(self) -> Usage:
+        cpu = 0.0
+        rss = 0
+        processes = self._tree()
+        alive = 0
+        for process in processes:
+            try:
+                with process.oneshot():
+                    times = process.cpu_times()
+                    cpu += times.user + times.system
+                    rss += process.memory_info().rss
+                alive += 1
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return Usage(cpu_seconds=cpu, rss_bytes=rss, processes=alive)
+
+    def _tree(self) -> list[psutil.Process]:
+        if not self._include_children:
+            return [self._root]
+        try:
+            return [self._root, *self._root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []

@@ -1,0 +1,221 @@
+"""``parley bench`` at a tiny size: it runs, reports, and integrity holds. No speed is asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.bench.baseline import delta_schedule
+from server.bench.http1 import Http1Connection
+from server.bench.probe import StreamProbe, Tally, judge
+from server.bench.sse_reader import SseReader
+from tests.support.servers import REPO_ROOT, ServerProcess
+
+# A fast synthetic model, so a tiny run takes a second or two; no bar on lateness.
+FAST = [
+    *("--tokens-per-second", "200", "--reply-tokens", "30", "--first-token-latency-ms", "10"),
+    *("--refresh-interval-ms", "50", "--max-p99-lateness-ms", "1e9", "--quiet"),
+]
+
+
+def run_bench(tmp_path: Path, *args: str, module: str = "server.bench") -> dict[str, Any]:
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args, "--json", str(report)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert b"integrity ok" in done.stdout
+    loaded: dict[str, Any] = json.loads(report.read_bytes())
+    return loaded
+
+
+def assert_all_intact(run: dict[str, Any], streams: int) -> None:
+    assert run["streams"]["started"] == streams
+    assert run["streams"]["completed"] == streams
+    assert run["streams"]["failed"] == 0
+    assert run["integrity"] == {"ok": streams, "lost": 0, "duplicated": 0, "corrupt": 0}
+    assert run["errors"] == {}
+
+
+def test_bench_measures_the_baseline_and_every_stream_is_intact(tmp_path: Path) -> None:
+    report = run_bench(
+        tmp_path, "--baseline-only", "--baseline-workers", "1", "-c", "6", "-n", "2", *FAST
+    )
+    baseline = report["baseline"]
+    assert_all_intact(baseline, 12)
+    assert baseline["ttfdMs"]["count"] == 12
+    assert baseline["latenessMs"]["count"] > 0
+    assert baseline["rates"]["eventsPerS"] > 0
+
+
+def test_bench_samples_the_measured_servers_cpu_and_memory(tmp_path: Path) -> None:
+    report = run_bench(
+        tmp_path,
+        "--baseline-only",
+        "--baseline-workers",
+        "1",
+        "-c",
+        "4",
+        "-d",
+        "1.5",
+        "--ramp-up",
+        "0",
+        *FAST,
+    )
+    resources = report["baseline"]["resources"]
+    assert resources["serverCpuSecondsPer1000Events"] is not None
+    assert resources["serverRssPeakBytes"] > 0
+
+
+def test_parley_bench_streams_against_a_real_server_with_intact_text(
+    tmp_path: Path, shared_server: ServerProcess
+) -> None:
+    report = run_bench(
+        tmp_path,
+        "bench",
+        "--url",
+        shared_server.base_url,
+        "-c",
+        "3",
+        "-n",
+        "1",
+        "--server-pid",
+        str(shared_server.pid),
+        *FAST,
+        module="server.cli",
+    )
+    assert_all_intact(report["target"], 3)
+
+
+def test_mixed_mode_streams_blocks_and_joins_on_a_real_server(
+    tmp_path: Path, shared_server: ServerProcess
+) -> None:
+    # Sessions 0 and 1 stream, 2 blocks, 3 streams with two watchers on GET .../stream.
+    report = run_bench(
+        tmp_path,
+        "--url",
+        shared_server.base_url,
+        "--mode",
+        "mixed",
+        "-c",
+        "4",
+        "-n",
+        "1",
+        "--watchers",
+        "2",
+        *FAST,
+    )
+    assert_all_intact(report["target"], 6)
+    assert report["target"]["blockingMs"]["count"] == 1
+
+
+def test_bench_with_baseline_reports_ratios_to_it(
+    tmp_path: Path, shared_server: ServerProcess
+) -> None:
+    report = run_bench(
+        tmp_path,
+        "--url",
+        shared_server.base_url,
+        "--baseline",
+        "--baseline-workers",
+        "1",
+        "-c",
+        "2",
+        "-n",
+        "1",
+        *FAST,
+    )
+    assert {r["metric"] for r in report["ratios"]} >= {"events/s", "server CPU-s per 1k events"}
+    assert_all_intact(report["baseline"], 2)
+    assert_all_intact(report["target"], 2)
+
+
+def test_sse_bytes_cut_anywhere_give_the_same_events() -> None:
+    body = (
+        b"retry: 2000\n\nevent: started\ndata: {}\n\n: ping\n\n"
+        b'id: 5-1\r\nevent: delta\r\ndata: {"seq":1,"text":"Hello"}\r\n\r\n'
+        b'id: 6-0\nevent: delta\ndata: {"seq":2,"text":" world"}\n\n'
+        b'id: 7-0\nevent: done\ndata: {"status":"completed","response":{"text":"Hello world"}}\n\n'
+    )
+    whole = StreamProbe("stream", 0.0, Tally())
+    SseReader(whole, Tally()).feed(body, 1.0)
+    for cut in range(1, len(body)):
+        probe = StreamProbe("stream", 0.0, Tally())
+        reader = SseReader(probe, Tally())
+        reader.feed(body[:cut], 1.0)
+        reader.feed(body[cut:], 2.0)
+        assert (probe.text(), probe.done, probe.last_id) == (whole.text(), whole.done, (7, 0))
+    assert whole.text() == "Hello world" and not whole.out_of_order
+
+
+async def test_chunked_response_split_into_single_bytes_is_read_whole() -> None:
+    events = b'event: delta\ndata: {"seq":1,"text":"hi"}\n\n'
+    chunks = b"%x\r\n%s\r\n0\r\n\r\n" % (len(events), events)
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n"
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for byte in head + b"\r\n" + chunks:
+            writer.write(bytes([byte]))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    probe = StreamProbe("stream", 0.0, Tally())
+    connection = Http1Connection("127.0.0.1", port)
+    try:
+        response = await connection.request(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", sink=SseReader(probe, Tally()), timeout=10
+        )
+    finally:
+        connection.close()
+        server.close()
+    assert response.status == 200
+    assert probe.text() == "hi"
+
+
+def test_baseline_schedule_sends_the_first_token_at_once_then_one_delta_per_interval() -> None:
+    pieces = [f" t{i}" for i in range(10)]
+    schedule = delta_schedule(pieces, interval_s=0.1, token_step_s=0.05)
+    assert schedule[0] == (0.0, " t0", 1)
+    times = [at for at, _, _ in schedule]
+    assert all(b - a == pytest.approx(0.1) for a, b in itertools.pairwise(times))
+    assert "".join(text for _, text, _ in schedule) == "".join(pieces)
+    assert sum(tokens for _, _, tokens in schedule) == 10
+
+
+def test_slow_model_tokens_go_out_one_per_delta_as_they_come() -> None:
+    schedule = delta_schedule([" a", " b", " c"], interval_s=0.1, token_step_s=0.25)
+    assert schedule == [(0.0, " a", 1), (0.25, " b", 1), (0.5, " c", 1)]
+
+
+@pytest.mark.parametrize(
+    ("reassembled", "done", "out_of_order", "verdict"),
+    [
+        ("Hello world", "Hello world", False, "ok"),
+        ("Hello", "Hello world", False, "lost"),
+        ("Hello world world", "Hello world", False, "duplicated"),
+        ("Hello world", "Hello world", True, "duplicated"),
+        ("Hellx world", "Hello world", False, "corrupt"),
+    ],
+)
+def test_streams_are_judged_against_the_done_text(
+    reassembled: str, done: str, out_of_order: bool, verdict: str
+) -> None:
+    assert judge(reassembled, done, "Hello world", out_of_order) == verdict
+
+
+def test_a_done_text_that_differs_from_the_model_reply_is_corrupt() -> None:
+    assert judge("Hello there", "Hello there", "Hello world", False) == "corrupt"
