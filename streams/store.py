@@ -72,6 +72,13 @@ class Store:
     # --- sessions -------------------------------------------------------------------------
 
     async def create_session(self, owner: str, new: NewSession, sid: str | None = None) -> Session:
+        """Create a session; a caller-chosen ``sid`` that exists is never overwritten.
+
+        Claiming the owner field first keeps a second principal from taking over (and reading
+        the history of) a session whose id it guessed; it gets :class:`NotFound` instead.
+        """
+        if sid is not None and not await self.redis.hsetnx(self.keys.session(sid), "owner", owner):
+            return await self.get_session(owner, sid)
         sid = sid or uuid.uuid4().hex
         now = now_ms()
         ttl = self.config.session_ttl_seconds
