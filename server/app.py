@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import FrameType
 
 from litestar import Litestar
@@ -17,16 +19,23 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
+from server.agents_file import AgentsFileError, load_agents_file
 from server.auth import Authenticator
 from server.errors import exception_handlers
 from server.logs import configure_logging
 from server.request_id import request_id_middleware
+from server.routes.agents import agents_router
 from server.routes.health import healthz, readyz
 from server.routes.native import sessions_router
 from server.routes.page import page_router
 from server.settings import Settings
-from streams.agents import BuiltinCatalog, builtin_agents
+from streams.agent_checks import check_agent
+from streams.agent_store import RedisAgentCatalog
+from streams.agents import Agent, builtin_agents
+from streams.backends.makers import ProviderDefaults, UpstreamMakers
 from streams.backends.registry import BackendRegistry
+from streams.backends.upstreams import UpstreamBackends, UpstreamProvider
+from streams.errors import Unavailable
 from streams.keys import Keys
 from streams.service import ConversationService
 
@@ -54,20 +63,79 @@ def _redis(url: str) -> tuple[Redis, ConnectionPool]:
     return Redis(connection_pool=pool), hub_pool
 
 
-def build_service(settings: Settings) -> tuple[ConversationService, Redis]:
+@dataclass(frozen=True)
+class Parts:
+    """What the factory builds; the lifespan starts and closes them."""
+
+    service: ConversationService
+    redis: Redis
+    agents: RedisAgentCatalog
+    upstreams: UpstreamBackends
+    file_agents: list[Agent]
+
+
+def provider_defaults(settings: Settings) -> dict[UpstreamProvider, ProviderDefaults]:
+    return {
+        "openai": ProviderDefaults(settings.openai_base_url, settings.openai_api_key or None),
+        "anthropic": ProviderDefaults(
+            settings.anthropic_base_url, settings.anthropic_api_key or None
+        ),
+    }
+
+
+def build_service(settings: Settings) -> Parts:
     if not settings.redis_url:
         raise SystemExit("PARLEY_REDIS_URL is not set; `parley serve` starts a private Redis")
+    upstreams = UpstreamBackends(settings.upstream_policy())
+    makers = UpstreamMakers(upstreams, provider_defaults(settings), os.environ)
+
+    def check(agent: Agent) -> None:
+        check_agent(agent, makers.check)
+
+    file_agents: list[Agent] = []
+    if settings.agents_file:
+        try:
+            file_agents = load_agents_file(settings.agents_file, check)
+        except AgentsFileError as error:
+            raise SystemExit(f"parley: {error}") from None
     redis, hub_pool = _redis(settings.redis_url)
     config = settings.engine()
+    keys = Keys(config.key_prefix)
+    agents = RedisAgentCatalog(redis, keys, check=check, builtins=builtin_agents())
     service = ConversationService(
         redis=redis,
         hub_pool=hub_pool,
-        keys=Keys(config.key_prefix),
+        keys=keys,
         config=config,
-        agents=BuiltinCatalog(builtin_agents()),
-        backends=BackendRegistry(),
+        agents=agents,
+        backends=BackendRegistry(makers.makers()),
     )
-    return service, redis
+    return Parts(service, redis, agents, upstreams, file_agents)
+
+
+async def register_agents(parts: Parts, settings: Settings) -> None:
+    """Seed the built-in agents if absent; publish the file's agents that changed.
+
+    The built-ins also answer without Redis, so failing to seed them is only logged; the
+    agents file must land, or the server does not start.
+    """
+    try:
+        await parts.agents.seed(builtin_agents())
+    except Unavailable as error:
+        log.warning("could not seed the built-in agents", extra={"reason": error.message})
+    for agent in parts.file_agents:
+        try:
+            stored, written = await parts.agents.sync(agent)
+        except Unavailable as error:
+            raise SystemExit(
+                f"parley: PARLEY_AGENTS_FILE {settings.agents_file}: could not store agent "
+                f"{agent.agent_id!r}: {error.message}"
+            ) from None
+        if written:
+            log.info(
+                "agent published from the agents file",
+                extra={"agentId": stored.agent_id, "version": stored.version},
+            )
 
 
 def _watch_sigterm(service: ConversationService) -> None:
@@ -86,23 +154,27 @@ def _watch_sigterm(service: ConversationService) -> None:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
-    service, redis = build_service(settings)
+    parts = build_service(settings)
+    service = parts.service
     auth = Authenticator(settings)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await register_agents(parts, settings)
         await service.start()
         _watch_sigterm(service)
         try:
             yield
         finally:
             await service.close()
-            await redis.aclose()
+            await parts.upstreams.aclose()
+            await parts.redis.aclose()
 
     return Litestar(
-        route_handlers=[healthz, readyz, sessions_router(), page_router()],
+        route_handlers=[healthz, readyz, sessions_router(), agents_router(), page_router()],
         dependencies={
             "service": Provide(lambda: service, sync_to_thread=False, use_cache=True),
+            "agents": Provide(lambda: parts.agents, sync_to_thread=False, use_cache=True),
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "principal": Provide(auth.principal, sync_to_thread=False),
         },

@@ -11,6 +11,8 @@ import msgspec
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _UVICORN_NOISE = "ASGI callable returned without completing response."
+# HTTP clients and model SDKs log requests (headers included) at debug level: keep them quiet.
+_QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "anthropic")
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,3 +45,5 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     root.propagate = False
     logging.getLogger("uvicorn.error").addFilter(_DropClosedStreamNoise())
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

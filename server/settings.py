@@ -9,6 +9,7 @@ from typing import Literal
 
 import msgspec
 
+from streams.backends.policy import UpstreamPolicy
 from streams.config import EngineConfig
 
 ENV_PREFIX = "PARLEY_"
@@ -40,6 +41,24 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     redis_outage_bound_seconds: float = 30.0
     shutdown_grace_seconds: float = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    agents_file: str | None = None
+    openai_base_url: str | None = None
+    openai_api_key: str = ""
+    anthropic_base_url: str | None = None
+    anthropic_api_key: str = ""
+    upstream_connect_timeout_seconds: float = 10.0
+    upstream_first_token_timeout_seconds: float = 60.0
+    upstream_idle_timeout_seconds: float = 60.0
+    upstream_max_retries: int = 2
+    upstream_max_retry_wait_seconds: float = 30.0
+
+    def __repr__(self) -> str:
+        """Settings hold keys: a repr shows which are set, never what they are."""
+        shown = {
+            name: ("[set]" if getattr(self, name) else "") if name in SECRET_SETTINGS else value
+            for name, value in msgspec.structs.asdict(self).items()
+        }
+        return f"Settings({shown})"
 
     def __post_init__(self) -> None:
         checks = [
@@ -51,11 +70,44 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             (self.keepalive_seconds > 0, "PARLEY_KEEPALIVE_SECONDS must be positive"),
             (self.send_timeout_seconds > 0, "PARLEY_SEND_TIMEOUT_SECONDS must be positive"),
             (bool(self.key_prefix.strip()), "PARLEY_KEY_PREFIX must not be empty"),
+            *self._upstream_checks(),
         ]
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
         self.principals()
+
+    def _upstream_checks(self) -> list[tuple[bool, str]]:
+        timeouts = [
+            (self.upstream_connect_timeout_seconds, "CONNECT"),
+            (self.upstream_first_token_timeout_seconds, "FIRST_TOKEN"),
+            (self.upstream_idle_timeout_seconds, "IDLE"),
+        ]
+        checks = [
+            (0 < value <= 3600, f"PARLEY_UPSTREAM_{what}_TIMEOUT_SECONDS must be in (0, 3600]")
+            for value, what in timeouts
+        ]
+        checks += [
+            (0 <= self.upstream_max_retries <= 10, "PARLEY_UPSTREAM_MAX_RETRIES must be 0-10"),
+            (
+                0 <= self.upstream_max_retry_wait_seconds <= 600,
+                "PARLEY_UPSTREAM_MAX_RETRY_WAIT_SECONDS must be in [0, 600]",
+            ),
+        ]
+        for name in ("openai_base_url", "anthropic_base_url"):
+            url = getattr(self, name)
+            ok = url is None or url.startswith(("http://", "https://"))
+            checks.append((ok, f"PARLEY_{name.upper()} must be an http:// or https:// URL"))
+        return checks
+
+    def upstream_policy(self) -> UpstreamPolicy:
+        return UpstreamPolicy(
+            connect_timeout=self.upstream_connect_timeout_seconds,
+            first_token_timeout=self.upstream_first_token_timeout_seconds,
+            idle_timeout=self.upstream_idle_timeout_seconds,
+            max_retries=self.upstream_max_retries,
+            max_retry_wait=self.upstream_max_retry_wait_seconds,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +164,8 @@ def key_principal(key: str) -> str:
     return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+SECRET_SETTINGS = frozenset({"api_keys", "openai_api_key", "anthropic_api_key"})
+
 SETTING_DOCS: dict[str, str] = {
     "host": "Address to listen on. Anything but loopback needs PARLEY_API_KEYS.",
     "port": "Port to listen on.",
@@ -133,4 +187,18 @@ SETTING_DOCS: dict[str, str] = {
     "redis_outage_bound_seconds": "A generation fails when Redis stays away longer than this.",
     "shutdown_grace_seconds": "On SIGTERM, how long generations in flight may finish.",
     "log_level": "debug, info, warning or error. Logs are JSON lines on stderr.",
+    "agents_file": "A TOML file of [[agents]] loaded at start; a changed agent gets a new "
+    "version. A bad file stops the server.",
+    "openai_base_url": "Server-wide OpenAI-compatible base URL (vLLM, Ollama, ...). Unset: "
+    "https://api.openai.com/v1.",
+    "openai_api_key": "Server-wide key for PARLEY_OPENAI_BASE_URL. Never stored or shown.",
+    "anthropic_base_url": "Server-wide Anthropic base URL. Unset: https://api.anthropic.com.",
+    "anthropic_api_key": "Server-wide Anthropic key. Never stored or shown.",
+    "upstream_connect_timeout_seconds": "Most seconds to connect to a model upstream.",
+    "upstream_first_token_timeout_seconds": "Most seconds from a request to the first reply text.",
+    "upstream_idle_timeout_seconds": "Most seconds between stream events once text flows.",
+    "upstream_max_retries": "Retries of a failed upstream request, only before the first "
+    "token (429, 5xx, connect errors, timeouts).",
+    "upstream_max_retry_wait_seconds": "Longest Retry-After honoured; an upstream asking "
+    "for longer fails the exchange.",
 }

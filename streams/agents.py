@@ -13,6 +13,17 @@ from streams.errors import NotFound
 DEFAULT_AGENT_ID = "default"
 
 
+class UpstreamRef(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
+    """Where an agent's model lives when not at the server-wide endpoint.
+
+    ``apiKeyEnv`` names an environment variable of the server process; the key itself is
+    never stored or shown.
+    """
+
+    base_url: str | None = None
+    api_key_env: str | None = None
+
+
 class Agent(msgspec.Struct, rename="camel", kw_only=True):
     agent_id: str
     version: int = 1
@@ -23,6 +34,7 @@ class Agent(msgspec.Struct, rename="camel", kw_only=True):
     default_refresh_interval_ms: int = 100
     context_budget_tokens: int = 100_000
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    upstream: UpstreamRef | None = None
     created_at: str = msgspec.field(default_factory=lambda: iso(now_ms()))
 
 

@@ -37,6 +37,13 @@ class Keys:
     def sequence(self, owner: str) -> str:
         return f"{self.prefix}:{{idx:{owner}}}:seq"
 
+    def agent(self, agent_id: str) -> str:
+        """One agent's versions (a hash). Agents share one hash tag: the registry is small."""
+        return f"{self.prefix}:{{agents}}:a:{agent_id}"
+
+    def agent_index(self) -> str:
+        return f"{self.prefix}:{{agents}}:ids"
+
     def control(self) -> str:
         return f"{self.prefix}:control"
 

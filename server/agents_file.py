@@ -1,0 +1,72 @@
+"""``PARLEY_AGENTS_FILE``: agents declared in a TOML file, so a deployment keeps them in git.
+
+The file is a list of ``[[agents]]`` tables with the same camelCase fields as
+``POST /v1/agents``. It is validated whole before anything is written; a bad file stops the
+server with one message naming the file, the agent and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from server.agent_wire import CreateAgent
+from streams.agents import Agent
+from streams.errors import InvalidInput
+
+
+class AgentsFileError(ValueError):
+    pass
+
+
+def load_agents_file(path: str, check: Callable[[Agent], None]) -> list[Agent]:
+    """Every agent of the file, validated; :class:`AgentsFileError` for the first problem."""
+    where = f"PARLEY_AGENTS_FILE {path}"
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise AgentsFileError(f"{where}: cannot read it: {error.strerror}") from None
+    try:
+        document = msgspec.toml.decode(raw)
+    except msgspec.DecodeError as error:
+        raise AgentsFileError(f"{where}: not valid TOML: {error}") from None
+    agents: list[Agent] = []
+    for index, entry in enumerate(_entries(document, where)):
+        agent = _agent(entry, f'{where}: agent "{_label(entry, index)}"', check)
+        if any(seen.agent_id == agent.agent_id for seen in agents):
+            raise AgentsFileError(f'{where}: agent "{agent.agent_id}" is declared twice')
+        agents.append(agent)
+    return agents
+
+
+def _entries(document: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    unknown = sorted(set(document) - {"agents"})
+    if unknown:
+        raise AgentsFileError(f"{where}: unknown top-level key {unknown[0]!r}; use [[agents]]")
+    entries = document.get("agents", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise AgentsFileError(f"{where}: `agents` must be an array of tables ([[agents]])")
+    return entries
+
+
+def _label(entry: dict[str, Any], index: int) -> str:
+    agent_id = entry.get("agentId")
+    return agent_id if isinstance(agent_id, str) and agent_id else f"#{index + 1}"
+
+
+def _agent(entry: dict[str, Any], where: str, check: Callable[[Agent], None]) -> Agent:
+    try:
+        agent = msgspec.convert(entry, CreateAgent).agent()
+    except msgspec.ValidationError as error:
+        message, _, path = str(error).partition(" - at `$")
+        field = path.rstrip("`").lstrip(".")
+        raise AgentsFileError(f"{where}, field {field or '(agent)'}: {message}") from None
+    try:
+        check(agent)
+    except InvalidInput as error:
+        field = (error.details or {}).get("field", "(agent)")
+        raise AgentsFileError(f"{where}, field {field}: {error.message}") from None
+    return agent

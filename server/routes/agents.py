@@ -1,0 +1,86 @@
+"""``/v1/agents``: the agent registry. Agents are global, shared by every principal.
+
+Every handler takes the ``principal`` dependency only to require a valid API key when
+authentication is on; agents belong to nobody in particular.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Router, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED
+
+from server.agent_wire import AGENT_ID_PATTERN, CreateAgent, PublishVersion
+from streams.agent_store import RedisAgentCatalog
+from streams.agents import Agent
+from streams.paging import Page
+
+AgentIdParam = Annotated[str, Parameter(description="The agent's id.", pattern=AGENT_ID_PATTERN)]
+Limit = Annotated[int, Parameter(ge=1, le=100)]
+
+
+@post("/", summary="Create an agent (version 1)", status_code=HTTP_201_CREATED)
+async def create_agent(data: CreateAgent, agents: RedisAgentCatalog, principal: str) -> Agent:
+    return await agents.create(data.agent())
+
+
+@get("/", summary="List agents, each at its latest version, in agentId order")
+async def list_agents(
+    agents: RedisAgentCatalog, principal: str, limit: Limit = 20, cursor: str | None = None
+) -> Page[Agent]:
+    return await agents.list_agents(limit, cursor)
+
+
+@get("/{agent_id:str}", summary="An agent's latest version")
+async def get_agent(agent_id: AgentIdParam, agents: RedisAgentCatalog, principal: str) -> Agent:
+    return await agents.get(agent_id)
+
+
+@post(
+    "/{agent_id:str}/versions",
+    summary="Publish a new immutable version; omitted fields carry over from the latest",
+    status_code=HTTP_201_CREATED,
+)
+async def publish_version(
+    agent_id: AgentIdParam, data: PublishVersion, agents: RedisAgentCatalog, principal: str
+) -> Agent:
+    latest = await agents.get(agent_id)
+    return await agents.publish(data.applied_to(latest))
+
+
+@get("/{agent_id:str}/versions", summary="An agent's versions, oldest first")
+async def list_versions(
+    agent_id: AgentIdParam,
+    agents: RedisAgentCatalog,
+    principal: str,
+    limit: Limit = 20,
+    cursor: str | None = None,
+) -> Page[Agent]:
+    return await agents.list_versions(agent_id, limit, cursor)
+
+
+@get("/{agent_id:str}/versions/{version:int}", summary="One version of an agent")
+async def get_version(
+    agent_id: AgentIdParam,
+    version: Annotated[int, Parameter(ge=1)],
+    agents: RedisAgentCatalog,
+    principal: str,
+) -> Agent:
+    return await agents.get(agent_id, version)
+
+
+def agents_router() -> Router:
+    return Router(
+        path="/v1/agents",
+        route_handlers=[
+            create_agent,
+            list_agents,
+            get_agent,
+            publish_version,
+            list_versions,
+            get_version,
+        ],
+        tags=["agents"],
+    )

@@ -1,0 +1,230 @@
+"""The agent registry in Redis: immutable, numbered versions of each agent.
+
+Layout: one hash per agent, ``{prefix}:{agents}:a:<agentId>``, holding ``latest`` and, per
+version N, ``d:N`` (the definition as canonical JSON) and ``t:N`` (when it was published);
+and a sorted set of agent ids (all scores 0, so it pages in id order). Agents are global:
+every principal sees and uses the same ones. They never expire.
+
+Versions are numbered inside a Lua script, so two publishers never get the same number.
+A version, once written, is never changed, which is also why this process may cache it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal, cast
+
+import msgspec
+from redis.asyncio import Redis
+
+from streams.agents import Agent
+from streams.clock import iso, now_ms
+from streams.errors import Conflict, NotFound
+from streams.keys import Keys
+from streams.paging import (
+    KeysetCursor,
+    OffsetCursor,
+    Page,
+    decode_keyset,
+    decode_offset,
+    encode_cursor,
+)
+from streams.scripts import Script
+from streams.service import redis_guarded
+
+Mode = Literal["create", "publish", "sync", "seed"]
+AgentCheck = Callable[[Agent], None]
+
+# KEYS: agent hash, id index; ARGV: mode, agent_id, definition_json, now_ms
+# Returns {outcome, version}: ok (written), same (nothing to write), exists, missing.
+_WRITE = """
+local latest = tonumber(redis.call('HGET', KEYS[1], 'latest') or '0')
+local mode = ARGV[1]
+if mode == 'create' and latest > 0 then return {'exists', latest} end
+if mode == 'publish' and latest == 0 then return {'missing', 0} end
+if mode == 'seed' and latest > 0 then return {'same', latest} end
+if mode == 'sync' and latest > 0 and redis.call('HGET', KEYS[1], 'd:' .. latest) == ARGV[3] then
+  return {'same', latest}
+end
+local v = latest + 1
+redis.call('HSET', KEYS[1], 'latest', v, 'd:' .. v, ARGV[3], 't:' .. v, ARGV[4])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return {'ok', v}
+"""
+
+# KEYS: agent hash; ARGV: version ('' for the latest)
+# Returns {version, definition_json, published_ms}, or {latest} when that version is absent.
+_READ = """
+local v = ARGV[1]
+local latest = redis.call('HGET', KEYS[1], 'latest')
+if not latest then return {} end
+if v == '' then v = latest end
+local d = redis.call('HGET', KEYS[1], 'd:' .. v)
+if not d then return {latest} end
+return {v, d, redis.call('HGET', KEYS[1], 't:' .. v)}
+"""
+
+_CACHE_MAX = 4096
+
+
+def definition(agent: Agent) -> bytes:
+    """The stored form: everything but the number and date, keys sorted, so equal is equal."""
+    bare = msgspec.structs.replace(agent, version=0, created_at="")
+    return msgspec.json.encode(bare, order="sorted")
+
+
+def _agent(raw: str, version: int, published_ms: int) -> Agent:
+    bare = msgspec.json.decode(raw, type=Agent)
+    return msgspec.structs.replace(bare, version=version, created_at=iso(published_ms))
+
+
+class RedisAgentCatalog:
+    """Implements :class:`streams.agents.AgentCatalog`, plus the registry's own operations.
+
+    ``check`` validates a definition before it is written (it raises ``InvalidInput``).
+    ``builtins`` answer :meth:`resolve` for their ids when Redis has no such agent (until
+    :meth:`seed` has written them), so the built-in agents always work.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        check: AgentCheck | None = None,
+        builtins: Sequence[Agent] = (),
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._check = check or (lambda _agent: None)
+        self._builtins = {agent.agent_id: agent for agent in builtins}
+        self._write = Script(_WRITE)
+        self._read = Script(_READ)
+        self._versions: dict[tuple[str, int], Agent] = {}
+
+    # --- AgentCatalog ----------------------------------------------------------------------
+
+    async def resolve(self, agent_id: str, version: int | None) -> Agent:
+        try:
+            return await self.get(agent_id, version)
+        except NotFound:
+            builtin = self._builtins.get(agent_id)
+            if builtin is None or version not in (None, builtin.version):
+                raise
+            if await self._redis.exists(self._keys.agent(agent_id)):
+                raise
+            return builtin
+
+    # --- reads -----------------------------------------------------------------------------
+
+    @redis_guarded
+    async def get(self, agent_id: str, version: int | None = None) -> Agent:
+        """The given version, or the latest one; :class:`NotFound` naming what is missing."""
+        if version is not None and (cached := self._versions.get((agent_id, version))):
+            return cached
+        reply = await self._read(self._redis, [self._keys.agent(agent_id)], [version or ""])
+        if not reply:
+            raise NotFound(f"agent {agent_id} not found", details={"agentId": agent_id})
+        if len(reply) == 1:
+            raise NotFound(
+                f"agent {agent_id} has no version {version} (latest is {reply[0]})",
+                details={"agentId": agent_id, "agentVersion": version, "latest": int(reply[0])},
+            )
+        agent = _agent(reply[1], int(reply[0]), int(reply[2]))
+        self._remember(agent)
+        return agent
+
+    def _remember(self, agent: Agent) -> None:
+        if len(self._versions) >= _CACHE_MAX:
+            self._versions.clear()
+        self._versions[(agent.agent_id, agent.version)] = agent
+
+    @redis_guarded
+    async def list_agents(self, limit: int, cursor: str | None) -> Page[Agent]:
+        """Each agent at its latest version, in agentId order."""
+        after = f"({decode_keyset(cursor, 'agentId', 'asc').member}" if cursor else "-"
+        ids = cast(
+            list[str],
+            await self._redis.zrangebylex(self._keys.agent_index(), after, "+", 0, limit + 1),
+        )
+        agents = await self._latest_of(ids[:limit])
+        more = len(ids) > limit
+        last = KeysetCursor("agentId", "asc", 0, ids[limit - 1]) if more else None
+        return Page(data=agents, next_cursor=encode_cursor(last) if last else None)
+
+    async def _latest_of(self, agent_ids: list[str]) -> list[Agent]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for agent_id in agent_ids:
+                pipe.hget(self._keys.agent(agent_id), "latest")
+            latest = await pipe.execute()
+        found = [(a, int(v)) for a, v in zip(agent_ids, latest, strict=True) if v is not None]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for agent_id, version in found:
+                pipe.hmget(self._keys.agent(agent_id), [f"d:{version}", f"t:{version}"])
+            replies = await pipe.execute()
+        return [
+            _agent(raw, version, int(published))
+            for (_, version), (raw, published) in zip(found, replies, strict=True)
+            if raw is not None
+        ]
+
+    @redis_guarded
+    async def list_versions(self, agent_id: str, limit: int, cursor: str | None) -> Page[Agent]:
+        """Every version of one agent, oldest first."""
+        key = self._keys.agent(agent_id)
+        latest = await self._redis.hget(key, "latest")
+        if latest is None:
+            raise NotFound(f"agent {agent_id} not found", details={"agentId": agent_id})
+        first = decode_offset(cursor, "versions") if cursor else 1
+        numbers = list(range(max(first, 1), min(first + limit, int(latest) + 1)))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for number in numbers:
+                pipe.hmget(key, [f"d:{number}", f"t:{number}"])
+            replies = await pipe.execute()
+        agents = [
+            _agent(raw, number, int(published))
+            for number, (raw, published) in zip(numbers, replies, strict=True)
+            if raw is not None
+        ]
+        more = first + limit <= int(latest)
+        next_cursor = encode_cursor(OffsetCursor("versions", first + limit)) if more else None
+        return Page(data=agents, next_cursor=next_cursor)
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def create(self, agent: Agent) -> Agent:
+        """Version 1 of a new agent; :class:`Conflict` when the agentId is taken."""
+        self._check(agent)
+        outcome, version = await self._store("create", agent)
+        if outcome == "exists":
+            raise Conflict(
+                f"agent {agent.agent_id} already exists; publish a new version instead",
+                details={"agentId": agent.agent_id, "latest": version},
+            )
+        return await self.get(agent.agent_id, version)
+
+    async def publish(self, agent: Agent) -> Agent:
+        """A new version (latest + 1) of an existing agent."""
+        self._check(agent)
+        outcome, version = await self._store("publish", agent)
+        if outcome == "missing":
+            raise NotFound(f"agent {agent.agent_id} not found", details={"agentId": agent.agent_id})
+        return await self.get(agent.agent_id, version)
+
+    async def sync(self, agent: Agent) -> tuple[Agent, bool]:
+        """Publish ``agent`` unless its latest version already says the same; True if written."""
+        self._check(agent)
+        outcome, version = await self._store("sync", agent)
+        return await self.get(agent.agent_id, version), outcome == "ok"
+
+    async def seed(self, agents: Sequence[Agent]) -> None:
+        """Write version 1 of each agent that does not exist yet; never touch existing ones."""
+        for agent in agents:
+            await self._store("seed", agent)
+
+    @redis_guarded
+    async def _store(self, mode: Mode, agent: Agent) -> tuple[str, int]:
+        keys = [self._keys.agent(agent.agent_id), self._keys.agent_index()]
+        args = [mode, agent.agent_id, definition(agent), now_ms()]
+        outcome, version = await self._write(self._redis, keys, args)
+        return str(outcome), int(version)
