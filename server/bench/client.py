@@ -24,12 +24,13 @@ from server.bench.http1 import Http1Connection, HttpError, Response
 from server.bench.options import BenchOptions, Mode
 from server.bench.probe import ExchangeWire, StreamProbe
 from server.bench.progress import Progress
-from server.bench.sampler import ProcessSampler, Usage
+from server.bench.sampler import ProcessSampler, Usage, machine_busy_seconds
 from server.bench.sse_reader import SseReader
 from server.bench.stats import Collector
 from streams.backends.synthetic import SyntheticParams, synthetic_reply
 
 _MAX_RESUMES = 3
+_LAG_PROBE_S = 0.01
 _BACKOFF_S = 1.0
 _MIXED: tuple[Mode, ...] = ("streaming", "streaming", "blocking", "join")
 
@@ -57,6 +58,7 @@ class Mark(msgspec.Struct, frozen=True):
     bytes: int
     server: Usage | None
     client: Usage
+    machine_busy_s: float
 
 
 class MemoryPoint(msgspec.Struct, frozen=True):
@@ -158,7 +160,10 @@ class LoadRun:
         if options.exchanges is None:
             self._deadline = started + options.ramp_s + options.duration_s
         tasks = [asyncio.create_task(self._session(i, started)) for i in range(options.concurrency)]
-        watchers = [asyncio.create_task(self._watch_memory())]
+        watchers = [
+            asyncio.create_task(self._watch_memory()),
+            asyncio.create_task(self._watch_loop_lag()),
+        ]
         if not options.quiet:
             progress = Progress(self.target.label, result.collector, started)
             watchers.append(asyncio.create_task(progress.run()))
@@ -197,6 +202,7 @@ class LoadRun:
             bytes=collector.tally.bytes,
             server=server,
             client=self._client.sample(),
+            machine_busy_s=machine_busy_seconds(),
         )
 
     async def _watch_memory(self) -> None:
@@ -206,6 +212,15 @@ class LoadRun:
             if self._server is not None:
                 rss = self._server.sample().rss_bytes
                 self.result.memory.append(MemoryPoint(collector.open_streams, rss))
+
+    async def _watch_loop_lag(self) -> None:
+        """How late this process's own timers fire: when it is large, the client is too busy
+        to time arrivals honestly, and its figures say more about itself than the server."""
+        lag_ms = self.result.collector.client_lag_ms
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(_LAG_PROBE_S)
+            lag_ms.append((time.monotonic() - before - _LAG_PROBE_S) * 1000.0)
 
     # setup
 

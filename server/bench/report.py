@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
@@ -11,6 +12,7 @@ from server.bench.stats import percentile
 
 _KB = 1024.0
 _MB = 1024.0 * 1024.0
+_CONTENDED_PERCENT = 25.0
 
 
 class Dist(msgspec.Struct, kw_only=True, rename="camel"):
@@ -50,7 +52,13 @@ class Rates(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 class Resources(msgspec.Struct, kw_only=True, rename="camel"):
+    """CPU in percent of one core over the full-load window; ``other_cpu_percent`` is every
+    other process on the machine (without ``--server-pid`` it includes the server)."""
+
     client_cpu_percent: float
+    machine_cpu_percent: float
+    other_cpu_percent: float
+    cpu_count: int
     server_cpu_percent: float | None = None
     server_cpu_seconds_per_1000_events: float | None = None
     server_rss_peak_bytes: int | None = None
@@ -77,6 +85,7 @@ class RunReport(msgspec.Struct, kw_only=True, rename="camel"):
     early_deltas: int
     delivery_ms: Dist
     blocking_ms: Dist
+    client_loop_lag_ms: Dist
     rates: Rates
     resources: Resources
     errors: dict[str, int]
@@ -135,6 +144,7 @@ def build_report(result: RunResult) -> RunReport:
     first_token_ms = params.first_token_latency_ms
     generation_ms = first_token_ms + (params.reply_tokens - 1) * 1000.0 / params.tokens_per_second
     integrity = Integrity(**{k: v for k, v in collector.integrity.items()})
+    resources = _resources(result)
     early_bar = -collector.expected_spacing * 1000.0 / 2
     return RunReport(
         label=result.target.label,
@@ -162,11 +172,22 @@ def build_report(result: RunResult) -> RunReport:
         early_deltas=sum(1 for v in collector.spacing_ms if v < early_bar),
         delivery_ms=distribution(collector.delivery_ms),
         blocking_ms=distribution(v - generation_ms for v in collector.blocking_ms),
+        client_loop_lag_ms=distribution(collector.client_lag_ms),
         rates=_rates(result),
-        resources=_resources(result),
+        resources=resources,
         errors=dict(sorted(collector.errors.items())),
-        notes=list(result.notes),
+        notes=[*result.notes, *_contention_notes(resources)],
     )
+
+
+def _contention_notes(resources: Resources) -> list[str]:
+    """Figures taken while other processes ate the CPU measure the machine, not the server."""
+    if resources.server_cpu_percent is None or resources.other_cpu_percent < _CONTENDED_PERCENT:
+        return []
+    return [
+        f"other processes used {resources.other_cpu_percent:.0f}% CPU (of "
+        f"{resources.cpu_count * 100}%) during the window: timing figures are not clean"
+    ]
 
 
 def _rates(result: RunResult) -> Rates:
@@ -183,18 +204,31 @@ def _rates(result: RunResult) -> Rates:
 
 
 def _resources(result: RunResult) -> Resources:
+    cores = os.cpu_count() or 1
     if result.window is None:
-        return Resources(client_cpu_percent=0.0)
+        return Resources(
+            client_cpu_percent=0.0, machine_cpu_percent=0.0, other_cpu_percent=0.0, cpu_count=cores
+        )
     first, last = result.window
     span = max(last.at - first.at, 1e-9)
     client = (last.client.cpu_seconds - first.client.cpu_seconds) / span * 100.0
+    machine = (last.machine_busy_s - first.machine_busy_s) / span * 100.0
     if first.server is None or last.server is None:
-        return Resources(client_cpu_percent=client)
+        return Resources(
+            client_cpu_percent=client,
+            machine_cpu_percent=machine,
+            other_cpu_percent=max(0.0, machine - client),
+            cpu_count=cores,
+        )
     server_cpu = last.server.cpu_seconds - first.server.cpu_seconds
     events = last.events - first.events
+    server = server_cpu / span * 100.0
     return Resources(
         client_cpu_percent=client,
-        server_cpu_percent=server_cpu / span * 100.0,
+        machine_cpu_percent=machine,
+        other_cpu_percent=max(0.0, machine - client - server),
+        cpu_count=cores,
+        server_cpu_percent=server,
         server_cpu_seconds_per_1000_events=server_cpu / events * 1000.0 if events else None,
         server_rss_peak_bytes=max((p.rss_bytes for p in result.memory), default=None),
         server_bytes_per_open_stream=_bytes_per_stream(result.idle_rss, result.memory),
@@ -271,7 +305,9 @@ def _rows(r: RunReport) -> list[tuple[str, str]]:
         ),
         ("KB/s", _num(r.rates.bytes_per_s / _KB)),
         ("client CPU %", _num(res.client_cpu_percent)),
+        ("client loop lag ms p50 / p99 / max", _trio(r.client_loop_lag_ms, ("p50", "p99", "max"))),
         ("server CPU %", _num(res.server_cpu_percent)),
+        (f"other processes CPU % (of {res.cpu_count * 100})", _num(res.other_cpu_percent)),
         ("server CPU-s per 1k events", _num(res.server_cpu_seconds_per_1000_events, 3)),
         (
             "server RSS peak MB",

@@ -44,6 +44,7 @@ class Collector:
         self.spacing_ms = array("d")
         self.delivery_ms = array("d")
         self.blocking_ms = array("d")
+        self.client_lag_ms = array("d")
 
     def stream_started(self) -> None:
         self.started += 1
