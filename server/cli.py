@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import NoReturn
 
 import msgspec
 
@@ -80,9 +83,16 @@ def _serve_with_private_redis(settings: Settings) -> int:
     try:
         log.info("started private Redis", extra={"server": redis.describe()})
         os.environ[ENV_PREFIX + "REDIS_URL"] = redis.url
+        # uvicorn re-raises the SIGTERM that stopped it once it has put back the handler it
+        # found; make that handler an exit, so the `finally` below still stops the Redis.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         return _run_uvicorn(msgspec.structs.replace(settings, redis_url=redis.url))
     finally:
         redis.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)
 
 
 def _run_uvicorn(settings: Settings) -> int:
