@@ -86,20 +86,26 @@ async def _bench(options: BenchOptions) -> BenchReport:
             params=model_params(options), refresh_interval_ms=options.refresh_interval_ms
         )
         async with serve_baseline(profile, workers=options.baseline_workers) as server:
-            baseline = Target(
+            bare = Target(
                 label="baseline",
                 url=f"http://{server.host}:{server.port}",
                 bare=True,
                 pid=server.pid,
             )
-            report.baseline = await _measure(options, baseline, report)
+            report.baseline = await _measure(options, bare, report)
+            if options.mode != "streaming":
+                report.baseline.notes.append(
+                    f"the baseline streams only; Parley ran {options.mode} mode, so ratios "
+                    "compare different loads"
+                )
     if not options.baseline_only:
-        target = Target(
+        parley = Target(
             label="parley", url=options.url, api_key=options.api_key, pid=options.server_pid
         )
-        report.target = await _measure(options, target, report)
-    if report.target is not None and report.baseline is not None:
-        report.ratios = ratios(report.target, report.baseline)
+        report.target = await _measure(options, parley, report)
+    mine, theirs = report.target, report.baseline
+    if mine is not None and theirs is not None and mine.concurrency == theirs.concurrency:
+        report.ratios = ratios(mine, theirs)
     return report
 
 

@@ -347,7 +347,8 @@ def render(report: BenchReport) -> str:
             "",
             f"steps of {label}:",
             _render_steps(levels),
-            f"largest passing concurrency ({label}): {report.largest_passing.get(label)}",
+            f"largest passing concurrency ({label}): {report.largest_passing.get(label)}"
+            + (" (every level passed: raise --step-max)" if levels[-1].passed else ""),
         ]
     for run in runs:
         lines += [f"note ({run.label}): {note}" for note in run.notes]
