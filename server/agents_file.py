@@ -7,6 +7,7 @@ server with one message naming the file, the agent and the field.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,16 +58,26 @@ def _label(entry: dict[str, Any], index: int) -> str:
     return agent_id if isinstance(agent_id, str) and agent_id else f"#{index + 1}"
 
 
+def _field_of(error: msgspec.ValidationError) -> tuple[str, str]:
+    """The message and the dotted field path of a validation error, named field included."""
+    message, _, path = str(error).partition(" - at `$")
+    parts = [path.rstrip("`").lstrip(".")]
+    named = re.match(r"Object (?:missing required|contains unknown) field `([^`]+)`", message)
+    if named:
+        parts.append(named.group(1))
+    return message, ".".join(p for p in parts if p) or "(agent)"
+
+
 def _agent(entry: dict[str, Any], where: str, check: Callable[[Agent], None]) -> Agent:
     try:
         agent = msgspec.convert(entry, CreateAgent).agent()
     except msgspec.ValidationError as error:
-        message, _, path = str(error).partition(" - at `$")
-        field = path.rstrip("`").lstrip(".")
-        raise AgentsFileError(f"{where}, field {field or '(agent)'}: {message}") from None
+        message, field = _field_of(error)
+        raise AgentsFileError(f"{where}, field {field}: {message}") from None
     try:
         check(agent)
     except InvalidInput as error:
         field = (error.details or {}).get("field", "(agent)")
-        raise AgentsFileError(f"{where}, field {field}: {error.message}") from None
+        text = error.message.removeprefix(f"{field}: ")
+        raise AgentsFileError(f"{where}, field {field}: {text}") from None
     return agent
