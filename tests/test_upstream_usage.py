@@ -1,0 +1,165 @@
+"""Usage through a real upstream: rising while the reply streams, exact at the end, and session
+totals that stay the sum of the exchanges."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.agents import (
+    agent_body,
+    ask,
+    ask_streaming,
+    create_agent,
+    exchanges,
+    new_session,
+    session,
+    start_upstream_server,
+    usage_sum,
+)
+from tests.support.servers import ServerProcess
+from tests.support.upstream import Reply, UpstreamServer
+
+SLOW_REPLY = [f" t{i}" for i in range(16)]  # one token each
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[UpstreamServer]:
+    with UpstreamServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def parley(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, upstream: UpstreamServer
+) -> Iterator[ServerProcess]:
+    server = start_upstream_server(tmp_path_factory.mktemp("usage"), redis_url, upstream)
+    yield server
+    server.terminate()
+
+
+@pytest.fixture
+async def http(parley: ServerProcess, upstream: UpstreamServer) -> AsyncIterator[httpx.AsyncClient]:
+    upstream.reset()
+    async with parley.client() as client:
+        yield client
+
+
+async def agent_session(client: httpx.AsyncClient, provider: str) -> str:
+    agent = await create_agent(client, **agent_body(provider))
+    return await new_session(client, agent["agentId"])
+
+
+def usage(inp: int, out: int, read: int = 0, write: int = 0) -> dict[str, int]:
+    return {
+        "inputTokens": inp,
+        "outputTokens": out,
+        "cacheReadInputTokens": read,
+        "cacheCreationInputTokens": write,
+        "totalTokens": inp + out + read + write,
+    }
+
+
+async def stream_usages(
+    client: httpx.AsyncClient, sid: str, text: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The usage of every delta, and the final event's exchange."""
+    _, events = await ask_streaming(client, sid, text)
+    deltas = [e.json()["usage"] for e in events if e.event == "delta"]
+    assert events[-1].event == "done", events[-1]
+    final: dict[str, Any] = events[-1].json()
+    return deltas, final
+
+
+async def test_deltas_carry_rising_usage_with_the_input_known_from_the_start(
+    http: httpx.AsyncClient, upstream: UpstreamServer
+) -> None:
+    sid = await agent_session(http, "anthropic")
+    upstream.queue(Reply(pieces=SLOW_REPLY, token_delay=0.04, input_tokens=100, output_tokens=20))
+
+    deltas, final = await stream_usages(http, sid, "count with me")
+
+    outputs = [d["outputTokens"] for d in deltas]
+    assert len(deltas) >= 4
+    assert all(d["inputTokens"] == 100 for d in deltas)
+    assert outputs == sorted(outputs) and outputs[0] < outputs[-1]
+    assert final["usage"] == usage(100, 20)
+
+
+async def test_openai_output_is_estimated_while_streaming_then_exact(
+    http: httpx.AsyncClient, upstream: UpstreamServer
+) -> None:
+    sid = await agent_session(http, "openai")
+    upstream.queue(Reply(pieces=SLOW_REPLY, token_delay=0.04, input_tokens=30, output_tokens=23))
+
+    deltas, final = await stream_usages(http, sid, "count with me")
+
+    outputs = [d["outputTokens"] for d in deltas]
+    assert outputs == sorted(outputs)
+    assert 0 < outputs[0] < 23 and outputs[-1] <= 23  # estimates until the report lands
+    assert final["usage"] == usage(30, 23)
+
+
+async def test_openai_cached_prompt_tokens_are_counted_apart_from_input(
+    http: httpx.AsyncClient, upstream: UpstreamServer
+) -> None:
+    sid = await agent_session(http, "openai")
+    upstream.queue(Reply(input_tokens=30, cached_tokens=70, output_tokens=9))
+
+    exchange = await ask(http, sid, "hello")
+
+    assert exchange["usage"] == usage(30, 9, read=70)
+
+
+async def test_anthropic_cache_reads_and_writes_are_exact(
+    http: httpx.AsyncClient, upstream: UpstreamServer
+) -> None:
+    sid = await agent_session(http, "anthropic")
+    upstream.queue(
+        Reply(
+            input_tokens=5,
+            cached_tokens=40,
+            cache_creation_5m=7,
+            cache_creation_1h=3,
+            output_tokens=11,
+        )
+    )
+
+    exchange = await ask(http, sid, "hello")
+
+    assert exchange["usage"] == usage(5, 11, read=40, write=10)
+
+
+async def test_the_upstream_report_wins_even_below_the_estimate(
+    http: httpx.AsyncClient, upstream: UpstreamServer
+) -> None:
+    sid = await agent_session(http, "openai")
+    upstream.queue(Reply(pieces=SLOW_REPLY, token_delay=0.02, input_tokens=8, output_tokens=3))
+
+    deltas, final = await stream_usages(http, sid, "hello")
+
+    assert max(d["outputTokens"] for d in deltas) > 3
+    assert final["usage"] == usage(8, 3)
+    assert (await session(http, sid))["usage"] == usage(8, 3)
+
+
+async def test_session_totals_stay_the_sum_over_exchanges(
+    http: httpx.AsyncClient, upstream: UpstreamServer
+) -> None:
+    sid = await agent_session(http, "anthropic")
+    upstream.queue(
+        Reply(pieces=SLOW_REPLY, token_delay=0.01, input_tokens=50, output_tokens=40),
+        Reply(input_tokens=7, cached_tokens=50, cache_creation_1h=9, output_tokens=2),
+        Reply(pieces=SLOW_REPLY, drop_after=5, input_tokens=60),
+        Reply(input_tokens=3, output_tokens=1),
+    )
+
+    for text in ("one", "two", "three", "four"):
+        await ask(http, sid, text)
+
+    stored = await exchanges(http, sid)
+    assert [x["status"] for x in stored] == ["completed", "completed", "failed", "completed"]
+    assert (await session(http, sid))["usage"] == usage_sum(stored)
