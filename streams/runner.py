@@ -141,6 +141,8 @@ class ExchangeRunner:
                 if chunk.finish_reason:
                     self._outcome.finish_reason = chunk.finish_reason
         except BackendError as exc:
+            extra = {"exchangeId": self.spec.xid, "code": exc.code, "reason": exc.message}
+            log.warning("model backend failed", extra=extra)  # messages carry no credentials
             info = ErrorInfo(code=exc.code, message=exc.message, retryable=exc.retryable)
             self._outcome = Outcome("failed", "error", info)
         except Exception as exc:
