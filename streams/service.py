@@ -26,7 +26,7 @@ from streams.hub import Hub, Subscription
 from streams.keys import Keys
 from streams.paging import Page
 from streams.runner import ExchangeRunner, ExchangeSpec, RunObserver
-from streams.store import NewSession, SessionPatch, SessionQuery, Store
+from streams.store import LogEntry, NewSession, SessionPatch, SessionQuery, Store
 from streams.types import Exchange, Session
 from streams.watch import Watch
 
@@ -282,19 +282,34 @@ class ConversationService:
         sub = await self._subscribe(sid)
         try:
             running = await self.store.running_exchange_id(sid)
-            xid = running or (await self.store.latest_exchange_id(sid) if last_event_id else None)
-            if xid is None:
-                sub.close()
-                return None
-            entries = await self.store.read_log(sid, xid, last_event_id)
+            xid, entries = await self._resume_point(sid, running, last_event_id)
         except BaseException:
             sub.close()
             raise
-        if not entries and running is None:
+        if xid is None or (not entries and running is None):
             sub.close()
             return None
         replay = [Item(e.kind, e.id, e.data) for e in entries]
         return self._watch(sub, xid, last_event_id, replay)
+
+    async def _resume_point(
+        self, sid: str, running: str | None, last_event_id: str | None
+    ) -> tuple[str | None, list[LogEntry]]:
+        """The exchange to replay and its entries after ``last_event_id``.
+
+        A client that lost an exchange midway first gets the rest of that one, even when a
+        newer exchange has started or finished since; after its end event, the next one.
+        """
+        if last_event_id:
+            lost = await self.store.exchange_of_event(sid, last_event_id)
+            if lost is not None and lost != running:
+                entries = await self.store.read_log(sid, lost, last_event_id)
+                if entries:
+                    return lost, entries
+        xid = running or (await self.store.latest_exchange_id(sid) if last_event_id else None)
+        if xid is None:
+            return None, []
+        return xid, await self.store.read_log(sid, xid, last_event_id)
 
     # --- cancel ----------------------------------------------------------------------------
 

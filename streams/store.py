@@ -311,6 +311,15 @@ class Store:
         )
         return [LogEntry(entry_id, fields["k"], fields["d"].encode()) for entry_id, fields in raw]
 
+    async def exchange_of_event(self, sid: str, event_id: str, recent: int = 8) -> str | None:
+        """Which of the session's latest exchanges wrote ``event_id`` to its replay log."""
+        xids = cast(list[str], await self.redis.lrange(self.keys.exchanges(sid), -recent, -1))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for xid in xids:
+                pipe.xrange(self.keys.log(sid, xid), event_id, event_id, count=1)
+            found = await pipe.execute()
+        return next((x for x, hit in zip(xids, found, strict=True) if hit), None)
+
     async def request_cancel(self, sid: str) -> None:
         await self.redis.set(self.keys.cancel(sid), "1", px=self.config.lock_ttl_ms)
 
