@@ -28,8 +28,18 @@ from streams.service import ConversationService
 from streams.store import NewSession, SessionPatch, SessionQuery
 from streams.types import Exchange, Session
 
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_U64 = 2**64
 Sid = Annotated[str, Parameter(description="The session's conversationId.")]
+
+
+def _is_stream_id(value: str) -> bool:
+    """A Redis stream id that has a successor; others make XRANGE fail (a 400, not a 503)."""
+    match = _STREAM_ID.match(value)
+    if match is None:
+        return False
+    ms, seq = int(match[1]), int(match[2])
+    return ms < _U64 - 1 and seq < _U64
 
 
 def _new_session(body: CreateSession) -> NewSession:
@@ -178,7 +188,7 @@ async def stream(
     last_event_id_query: Annotated[str | None, Parameter(query="lastEventId")] = None,
 ) -> ASGIApp:
     after = last_event_id or last_event_id_query
-    if after is not None and not _STREAM_ID.match(after):
+    if after is not None and not _is_stream_id(after):
         raise InvalidInput(
             "Last-Event-ID must be an event id this server sent, like 1700000000000-0",
             details={"field": "Last-Event-ID"},
