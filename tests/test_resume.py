@@ -7,6 +7,7 @@ import os
 import random
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from tests.support.exchanges import (
@@ -19,6 +20,7 @@ from tests.support.exchanges import (
     expected_reply,
     sessions_url,
     wait_for,
+    wait_until_idle,
     words,
 )
 from tests.support.servers import ServerProcess
@@ -99,6 +101,65 @@ async def test_resume_after_a_middle_event_of_a_finished_exchange_replays_the_re
     head = "".join(e.json()["text"] for e in items[:cut])
     tail = "".join(e.json()["text"] for e in replayed if e.event == "delta")
     assert head + tail == expected_reply("echo", text)
+
+
+async def test_resume_finishes_the_lost_exchange_even_when_a_newer_one_is_running(
+    client: httpx.AsyncClient,
+) -> None:
+    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    first_text = words(30)
+    lost = Received()
+    async with connect(
+        client,
+        "POST",
+        sessions_url(sid, "/streamingContinue"),
+        json_body=continue_body(first_text, messageId="first"),
+    ) as stream:
+        await stream.read(lost, limit=2)
+    await wait_until_idle(client, sid)
+    async with connect(
+        client,
+        "POST",
+        sessions_url(sid, "/streamingContinue"),
+        json_body=continue_body(words(200), messageId="second"),
+    ) as second:
+        await second.read(Received(), limit=1)
+        async with connect(
+            client, "GET", sessions_url(sid, "/stream"), last_event_id=lost.last_event_id
+        ) as stream:
+            await stream.read(lost)
+
+    assert lost.exchange()["exchangeId"] == "first"
+    assert lost.text == expected_reply("echo", first_text)
+    assert_ordered_once(lost.items)
+
+
+async def test_resume_finishes_the_lost_exchange_even_when_a_newer_one_finished(
+    client: httpx.AsyncClient,
+) -> None:
+    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    first_text = words(30)
+    lost = Received()
+    async with connect(
+        client,
+        "POST",
+        sessions_url(sid, "/streamingContinue"),
+        json_body=continue_body(first_text, messageId="first"),
+    ) as stream:
+        await stream.read(lost, limit=2)
+    await wait_until_idle(client, sid)
+    reply = await client.post(
+        sessions_url(sid, "/blockingContinue"), json=continue_body("next", messageId="second")
+    )
+    assert reply.status_code == 200
+
+    async with connect(
+        client, "GET", sessions_url(sid, "/stream"), last_event_id=lost.last_event_id
+    ) as stream:
+        await stream.read(lost)
+
+    assert lost.exchange()["exchangeId"] == "first"
+    assert lost.text == expected_reply("echo", first_text)
 
 
 async def test_resume_after_the_last_delta_of_a_finished_exchange_sends_only_done(
@@ -210,10 +271,18 @@ async def test_resume_accepts_the_last_event_id_query_parameter(
     assert [e.id for e in replay if e.id is not None] == [e.id for e in items[1:]]
 
 
-async def test_a_malformed_last_event_id_is_refused_with_400(client: httpx.AsyncClient) -> None:
-    sid = await create_session(client)
+@pytest.mark.parametrize(
+    "bad_id",
+    ["nope", "1-", "-1", "1-0-0", "99999999999999999999-0", f"{2**64 - 1}-{2**64 - 1}"],
+)
+async def test_a_malformed_last_event_id_is_refused_with_400(
+    client: httpx.AsyncClient, bad_id: str
+) -> None:
+    sid = await create_session(client, agentId="echo")
+    reply = await client.post(sessions_url(sid, "/blockingContinue"), json=continue_body("x"))
+    assert reply.status_code == 200
 
-    response = await client.get(sessions_url(sid, "/stream"), headers={"Last-Event-ID": "nope"})
+    response = await client.get(sessions_url(sid, "/stream"), headers={"Last-Event-ID": bad_id})
 
     assert response.status_code == 400
     assert response.json()["error"]["details"]["field"] == "Last-Event-ID"
