@@ -16,6 +16,7 @@ from tests.support.exchanges import (
     exchanges,
     expected_reply,
     sessions_url,
+    wait_for,
     wait_until_idle,
     words,
 )
@@ -292,3 +293,28 @@ async def test_on_disconnect_cancel_before_the_first_delta_cancels(
     stored = await wait_until_idle(client, sid, timeout=5)
 
     assert (stored["status"], stored["response"]["text"]) == ("cancelled", "")
+
+
+async def test_cancel_answers_a_waiting_blocking_continue_with_the_partial_exchange(
+    client: httpx.AsyncClient,
+) -> None:
+    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    text = words(200)
+    blocking = asyncio.create_task(
+        client.post(sessions_url(sid, "/blockingContinue"), json=continue_body(text))
+    )
+
+    async def has_output() -> bool:
+        session = (await client.get(sessions_url(sid))).json()
+        return bool(session["usage"]["outputTokens"] > 0)
+
+    await wait_for(has_output, 10, "the first tokens")
+    cancel = await client.post(sessions_url(sid, "/cancel"), json={})
+    reply = await asyncio.wait_for(blocking, 10)
+
+    assert cancel.status_code == reply.status_code == 200
+    exchange = reply.json()
+    assert exchange == cancel.json()
+    assert exchange["status"] == "cancelled"
+    assert 0 < len(exchange["response"]["text"]) < len(expected_reply("echo", text))
+    assert exchange["usage"]["outputTokens"] == count_tokens(exchange["response"]["text"])
