@@ -311,6 +311,7 @@ const state = {
   current: null, // view of the latest exchange: the one the ids, counters and badge refer to
   live: null, // LiveReply while a reply is streaming into the page
   loadToken: 0,
+  loading: false, // the open session's history is on its way: sending now would race it
   agentsLoaded: false,
 };
 
@@ -478,9 +479,20 @@ async function loadSessions(more = false) {
 
 /* ---------- create ---------- */
 
+/** Offers the server's agents as a list; `data-state` on the field says when that is settled. */
 async function loadAgents() {
   if (state.agentsLoaded) return;
   state.agentsLoaded = true;
+  const field = $('agent-field');
+  field.dataset.state = 'loading';
+  try {
+    await offerAgents();
+  } finally {
+    field.dataset.state = 'ready';
+  }
+}
+
+async function offerAgents() {
   let agents;
   try {
     const body = await api('GET', '/v1/agents?limit=100');
@@ -488,16 +500,22 @@ async function loadAgents() {
   } catch {
     return; // No agent registry on this server (404) or not reachable: keep the text field.
   }
-  if (!agents.length) return;
   const select = el('select', { id: 'new-agent', 'data-testid': 'new-agent', name: 'agentId' });
   for (const agent of agents) {
     const id = agent.agentId || agent.id;
     if (!id) continue;
     const label = agent.name && agent.name !== id ? `${agent.name} (${id})` : id;
-    select.append(el('option', { value: id, selected: id === 'default' }, label));
+    select.append(el('option', { value: id }, label));
   }
   if (!select.options.length) return;
-  $('new-agent').replaceWith(select);
+  // The list may arrive after someone typed an agent id: keep that choice instead of dropping it.
+  const input = $('new-agent');
+  const typed = input.value.trim();
+  const listed = (id) => [...select.options].some((option) => option.value === id);
+  if (typed && typed !== input.defaultValue && !listed(typed)) select.append(el('option', { value: typed }, typed));
+  if (listed(typed)) select.value = typed;
+  else if (listed('default')) select.value = 'default';
+  input.replaceWith(select);
 }
 
 function openNewSessionForm() {
@@ -748,6 +766,12 @@ function nearBottom() {
 function scrollToBottom() {
   const box = $('conversation');
   box.scrollTop = box.scrollHeight;
+}
+
+/** Until the history is in, a reply sent now would be wiped out by it: hold the Send button. */
+function setLoading(on) {
+  state.loading = on;
+  $('send-button').disabled = on;
 }
 
 function setGenerating(on) {
@@ -1097,7 +1121,7 @@ async function send() {
   const sid = state.sid;
   const input = $('message-input');
   const text = input.value;
-  if (!sid || !text.trim() || state.live) return;
+  if (!sid || !text.trim() || state.live || state.loading) return;
   hideError();
   input.value = '';
   autosize();
@@ -1180,6 +1204,7 @@ function clearSelection() {
   state.sid = null;
   state.session = null;
   state.loadToken += 1;
+  setLoading(false);
   storage.remove(SELECTED_STORAGE);
   if (location.hash) history.replaceState(null, '', location.pathname + location.search);
   $('messages').replaceChildren();
@@ -1205,6 +1230,7 @@ async function openSession(sid, { known = null, keepBanner = false } = {}) {
   state.live = null;
   if (!keepBanner) hideError();
   const token = ++state.loadToken;
+  setLoading(true);
   const switching = state.sid !== sid;
   state.sid = sid;
   if (switching || known) state.session = known;
@@ -1234,6 +1260,7 @@ async function openSession(sid, { known = null, keepBanner = false } = {}) {
   } catch (err) {
     if (token !== state.loadToken) return;
     $('history-loading').hidden = true;
+    setLoading(false);
     if (err instanceof ApiError && err.status === 404) {
       dropSession(sid);
       storage.remove(RESUME_PREFIX + sid);
@@ -1244,6 +1271,7 @@ async function openSession(sid, { known = null, keepBanner = false } = {}) {
   }
   if (token !== state.loadToken) return;
   $('history-loading').hidden = true;
+  setLoading(false);
   state.session = session;
   upsertSession(session);
   markSelectedItem();
