@@ -117,8 +117,6 @@ async def test_a_long_first_token_wait_is_kept_alive_with_pings(
                 "model": {"provider": "synthetic", "name": "synthetic", "params": params},
             },
         )
-        if created.status_code in (404, 405):
-            pytest.skip("the agent registry (POST /v1/agents) is not in yet")  # TEMPORARY
         assert created.status_code == 201, created.text
         sid = await create_session(http, agentId=agent_id)
         async with connect(
