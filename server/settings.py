@@ -40,6 +40,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     send_timeout_seconds: float = 30.0
     redis_outage_bound_seconds: float = 30.0
     shutdown_grace_seconds: float = 10.0
+    run_lock_ttl_seconds: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     agents_file: str | None = None
     openai_base_url: str | None = None
@@ -70,6 +71,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             (self.keepalive_seconds > 0, "PARLEY_KEEPALIVE_SECONDS must be positive"),
             (self.send_timeout_seconds > 0, "PARLEY_SEND_TIMEOUT_SECONDS must be positive"),
             (bool(self.key_prefix.strip()), "PARLEY_KEY_PREFIX must not be empty"),
+            (self.run_lock_ttl_seconds >= 1, "PARLEY_RUN_LOCK_TTL_SECONDS must be at least 1"),
             *self._upstream_checks(),
         ]
         for ok, message in checks:
@@ -157,6 +159,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             retry_ms=self.retry_ms,
             redis_outage_bound_seconds=self.redis_outage_bound_seconds,
             shutdown_grace_seconds=self.shutdown_grace_seconds,
+            lock_ttl_ms=int(self.run_lock_ttl_seconds * 1000),
         )
 
 
@@ -186,6 +189,8 @@ SETTING_DOCS: dict[str, str] = {
     "send_timeout_seconds": "A stream whose client reads nothing for this long is closed.",
     "redis_outage_bound_seconds": "A generation fails when Redis stays away longer than this.",
     "shutdown_grace_seconds": "On SIGTERM, how long generations in flight may finish.",
+    "run_lock_ttl_seconds": "A running exchange's lock lives this long unless its process "
+    "renews it; after that, watchers end the exchange as failed: interrupted.",
     "log_level": "debug, info, warning or error. Logs are JSON lines on stderr.",
     "agents_file": "A TOML file of [[agents]] loaded at start; a changed agent gets a new "
     "version. A bad file stops the server.",

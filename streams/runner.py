@@ -19,17 +19,16 @@ from streams.backends.base import Backend, BackendError, ModelRequest
 from streams.batcher import ScriptBatcher
 from streams.clock import iso, now_ms
 from streams.config import EngineConfig
-from streams.events import DeltaData, ErrorData
+from streams.ending import FINISH_SCRIPT, finish_args, finish_keys
+from streams.events import DeltaData
 from streams.keys import Keys
-from streams.records import usage_args
-from streams.scripts import FINISH, FLUSH, Script
+from streams.scripts import FLUSH, Script
 from streams.types import ErrorInfo, Exchange, ExchangeStatus, Response, Usage, UserInput
 from streams.usage import UsageMeter
 
 log = logging.getLogger("parley.runner")
 
 _FLUSH = Script(FLUSH)
-_FINISH = Script(FINISH)
 _OUTAGE_RETRY = 0.25
 _FINISH_RETRY_MAX = 2.0
 
@@ -76,7 +75,7 @@ class ExchangeRunner:
             keys.cancel(sid),
             keys.lock(sid),
         ]
-        self._finish_keys = [*self._flush_keys, keys.exchanges(sid)]
+        self._finish_keys = finish_keys(keys, sid, xid)
         self._interval = spec.interval_ms / 1000
         self._parts: list[str] = []
         self._pending: list[str] = []
@@ -287,37 +286,8 @@ class ExchangeRunner:
         final = self._meter.final(complete=self._outcome.status == "completed")
         completed = now_ms()
         exchange = self.exchange(final, completed)
-        outcome = self._outcome
-        kind = "error" if outcome.status == "failed" else "done"
-        payload = (
-            msgspec.json.encode(
-                ErrorData(
-                    code=outcome.error.code if outcome.error else "internal_error",
-                    message=outcome.error.message if outcome.error else "failed",
-                    retryable=outcome.error.retryable if outcome.error else False,
-                    exchange=exchange,
-                )
-            )
-            if kind == "error"
-            else msgspec.json.encode(exchange)
-        )
-        ttl = self._config.session_ttl_seconds
-        args = [
-            self.spec.xid,
-            kind,
-            payload,
-            exchange.response.text,
-            outcome.status,
-            outcome.finish_reason or "",
-            msgspec.json.encode(outcome.error) if outcome.error else "",
-            *usage_args(final),
-            *self._meter.unwritten(final),
-            completed,
-            ttl,
-            min(self._config.replay_retention_seconds, ttl),
-            completed + ttl * 1000,
-        ]
-        stream_id = await self._batcher.call(_FINISH, self._finish_keys, args)
+        args = finish_args(exchange, self._meter.unwritten(final), completed, self._config)
+        stream_id = await self._batcher.call(FINISH_SCRIPT, self._finish_keys, args)
         self._meter.mark_written(final)
         return exchange if stream_id else None
 

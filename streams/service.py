@@ -12,7 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.agents import AgentCatalog
 from streams.backends.registry import BackendRegistry
@@ -21,10 +23,11 @@ from streams.clock import now_ms
 from streams.config import EngineConfig
 from streams.context import build_request
 from streams.errors import InvalidInput, NotFound, NotRunning, Unavailable
-from streams.events import Item
+from streams.events import TERMINAL_KINDS, Item
 from streams.hub import Hub, Subscription
 from streams.keys import Keys
 from streams.paging import Page
+from streams.reaper import Reaper
 from streams.runner import ExchangeRunner, ExchangeSpec, RunObserver
 from streams.store import LogEntry, NewSession, SessionPatch, SessionQuery, Store
 from streams.types import Exchange, Session
@@ -46,8 +49,8 @@ def redis_guarded(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return await fn(*args, **kwargs)
-        except (RedisError, OSError) as exc:
-            raise Unavailable(f"Redis is unreachable: {exc}") from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise Unavailable("Redis is unreachable; retry shortly") from exc
 
     return wrapper
 
@@ -82,6 +85,7 @@ class ConversationService:
         self.observer = observer or RunObserver()
         self.store = Store(redis, keys, config)
         self.batcher = ScriptBatcher(redis)
+        self.reaper = Reaper(redis, self.store, keys, config)
         self.closing = asyncio.Event()
         self._runners: dict[str, ExchangeRunner] = {}
         self._tasks: dict[str, asyncio.Task[Exchange | None]] = {}
@@ -273,6 +277,7 @@ class ConversationService:
             initial=replay,
             keepalive=self.config.keepalive_seconds,
             closing=self.closing,
+            alive=functools.partial(self.reaper.alive, sub.sid, xid),
         )
 
     @redis_guarded
@@ -283,6 +288,8 @@ class ConversationService:
         try:
             running = await self.store.running_exchange_id(sid)
             xid, entries = await self._resume_point(sid, running, last_event_id)
+            if xid is not None and xid != running and not _ends(entries):
+                entries = await self._reaped_log(sid, xid, last_event_id, entries)
         except BaseException:
             sub.close()
             raise
@@ -291,6 +298,14 @@ class ConversationService:
             return None
         replay = [Item(e.kind, e.id, e.data) for e in entries]
         return self._watch(sub, xid, last_event_id, replay)
+
+    async def _reaped_log(
+        self, sid: str, xid: str, after: str | None, entries: list[LogEntry]
+    ) -> list[LogEntry]:
+        """An exchange nobody runs any more gets its end stored first, so the watch ends."""
+        if await self.reaper.reap(sid, xid):
+            return await self.store.read_log(sid, xid, after)
+        return entries
 
     async def _resume_point(
         self, sid: str, running: str | None, last_event_id: str | None
@@ -359,6 +374,10 @@ class ConversationService:
             return False
         runner.request_cancel()
         return True
+
+
+def _ends(entries: list[LogEntry]) -> bool:
+    return bool(entries) and entries[-1].kind in TERMINAL_KINDS
 
 
 async def _until_end(sub: Subscription) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from redis.exceptions import RedisError
 
@@ -42,6 +42,7 @@ class Watch:
         initial: list[Item],
         keepalive: float,
         closing: asyncio.Event,
+        alive: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.store = store
         self.sub = sub
@@ -51,6 +52,7 @@ class Watch:
         self._initial = initial
         self._keepalive = keepalive
         self._closing = closing
+        self._alive = alive
 
     async def events(self) -> AsyncIterator[WatchEvent]:
         try:
@@ -76,6 +78,7 @@ class Watch:
                 if not items:
                     if not await self._wait():
                         yield PING
+                        await self._check_alive()
                     continue
                 for item in items:
                     if item.key <= self._last_key:
@@ -96,6 +99,16 @@ class Watch:
             self.sub.resync = True
             await asyncio.sleep(_RESYNC_RETRY)
             return None
+
+    async def _check_alive(self) -> None:
+        """On an idle tick: if the runner's process died, its end is now in the log."""
+        if self._alive is None:
+            return
+        try:
+            if not await self._alive():
+                self.sub.resync = True
+        except (RedisError, OSError):
+            return
 
     async def _wait(self) -> bool:
         with contextlib.suppress(TimeoutError):
