@@ -14,10 +14,9 @@ from urllib.parse import urlsplit
 import msgspec
 
 from streams.agents import Agent
-from streams.backends.anthropic_messages import AnthropicParams
 from streams.backends.base import BackendError
 from streams.backends.makers import KEY_ENV_PATTERN, KEY_ENV_PREFIX
-from streams.backends.openai_chat import OpenAIChatParams
+from streams.backends.params import AnthropicParams, OpenAIChatParams
 from streams.backends.synthetic import SyntheticParams
 from streams.errors import InvalidInput
 

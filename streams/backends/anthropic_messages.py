@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any, Literal
+from typing import Any
 
 import anthropic
 import httpx2
@@ -18,6 +18,7 @@ import msgspec
 from anthropic.types import MessageParam, RawMessageStreamEvent
 
 from streams.backends.base import BackendError, Chunk, Message, ModelRequest
+from streams.backends.params import AnthropicParams
 from streams.backends.policy import (
     UpstreamPolicy,
     parse_retry_after,
@@ -41,55 +42,12 @@ _STREAM_ERROR_CODES = {
     "rate_limit_error": ("upstream_rate_limited", True),
     "timeout_error": ("upstream_timeout", True),
 }
-RESERVED_FIELDS = frozenset({"model", "messages", "stream", "system", "max_tokens"})
 _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
     "cache_read_input_tokens",
     "cache_creation_input_tokens",
 )
-
-
-class AnthropicParams(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
-    """An agent's ``model.params`` for Anthropic.
-
-    ``maxOutputTokens`` is required by the Messages API, so it has a default.
-    ``promptCache`` turns on automatic prompt caching (a top-level ``cache_control``) with
-    that time to live. Sampling fields are sent only when set, since newer models may refuse
-    them; ``extraBody`` is merged into the request as is (e.g. ``thinking``).
-    """
-
-    max_output_tokens: int = 4096
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    stop_sequences: list[str] | None = None
-    prompt_cache: Literal["off", "5m", "1h"] = "off"
-    extra_body: dict[str, Any] = msgspec.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.max_output_tokens < 1:
-            raise ValueError("maxOutputTokens must be at least 1")
-        reserved = sorted(RESERVED_FIELDS & self.extra_body.keys())
-        if reserved:
-            raise ValueError(f"extraBody cannot set {', '.join(reserved)}")
-
-    @classmethod
-    def parse(cls, params: dict[str, Any]) -> AnthropicParams:
-        return msgspec.convert(params, cls)
-
-    def request_fields(self) -> dict[str, Any]:
-        """The optional Messages fields these params set, ``extraBody`` included."""
-        fields: dict[str, Any] = {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "stop_sequences": self.stop_sequences or None,
-        }
-        if self.prompt_cache != "off":
-            fields["cache_control"] = {"type": "ephemeral", "ttl": self.prompt_cache}
-        given = {name: value for name, value in fields.items() if value is not None}
-        return given | self.extra_body
 
 
 class UsageReport:

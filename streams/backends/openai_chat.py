@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any, Literal
 
 import msgspec
 import openai
@@ -19,6 +18,7 @@ from openai.types import CompletionUsage
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from streams.backends.base import BackendError, Chunk, ModelRequest
+from streams.backends.params import OpenAIChatParams
 from streams.backends.policy import (
     UpstreamPolicy,
     parse_retry_after,
@@ -29,59 +29,8 @@ from streams.backends.policy import (
 from streams.types import Usage
 
 NO_KEY = "no-key"
-RESERVED_FIELDS = frozenset({"model", "messages", "stream", "stream_options"})
 _FINISH_REASONS = {"function_call": "tool_calls"}
 _SERVER_ERROR_TYPES = frozenset({"server_error", "internal_error", "api_error"})
-
-
-class OpenAIChatParams(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
-    """An agent's ``model.params`` for an OpenAI-compatible upstream.
-
-    Unset fields are left out of the request, so the upstream's own defaults apply.
-    ``maxOutputTokens`` goes out as ``max_completion_tokens`` (what OpenAI's current models
-    accept) unless ``maxTokensField`` says ``max_tokens`` for older compatible servers.
-    ``extraBody`` is merged into the request as is, for server-specific fields such as
-    vLLM's ``top_k``; it cannot override the fields Parley itself sets.
-    """
-
-    temperature: float | None = None
-    top_p: float | None = None
-    max_output_tokens: int | None = None
-    max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    stop: list[str] | None = None
-    seed: int | None = None
-    reasoning_effort: str | None = None
-    prompt_cache_key: str | None = None
-    extra_body: dict[str, Any] = msgspec.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.max_output_tokens is not None and self.max_output_tokens < 1:
-            raise ValueError("maxOutputTokens must be at least 1")
-        reserved = sorted(RESERVED_FIELDS & self.extra_body.keys())
-        if reserved:
-            raise ValueError(f"extraBody cannot set {', '.join(reserved)}")
-
-    @classmethod
-    def parse(cls, params: dict[str, Any]) -> OpenAIChatParams:
-        return msgspec.convert(params, cls)
-
-    def request_fields(self) -> dict[str, Any]:
-        """The Chat Completions fields these params set, ``extraBody`` included."""
-        fields: dict[str, Any] = {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "presence_penalty": self.presence_penalty,
-            "frequency_penalty": self.frequency_penalty,
-            "stop": self.stop,
-            "seed": self.seed,
-            "reasoning_effort": self.reasoning_effort,
-            "prompt_cache_key": self.prompt_cache_key,
-            self.max_tokens_field: self.max_output_tokens,
-        }
-        given = {name: value for name, value in fields.items() if value is not None}
-        return given | self.extra_body
 
 
 def map_usage(usage: CompletionUsage) -> Usage:

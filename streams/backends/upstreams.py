@@ -10,15 +10,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from streams.backends.anthropic_messages import AnthropicMessagesBackend
 from streams.backends.base import BackendError
-from streams.backends.openai_chat import OpenAIChatBackend
 from streams.backends.policy import UpstreamPolicy
 
+if TYPE_CHECKING:
+    from streams.backends.anthropic_messages import AnthropicMessagesBackend
+    from streams.backends.openai_chat import OpenAIChatBackend
+
 UpstreamProvider = Literal["openai", "anthropic"]
-UpstreamBackend = OpenAIChatBackend | AnthropicMessagesBackend
+UpstreamBackend: TypeAlias = "OpenAIChatBackend | AnthropicMessagesBackend"
 DEFAULT_BASE_URLS: Mapping[UpstreamProvider, str] = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
@@ -73,6 +75,10 @@ class UpstreamBackends:
         return backend
 
     def _make(self, provider: UpstreamProvider, endpoint: Endpoint) -> UpstreamBackend:
+        # The SDKs load here, on first use, so servers without such agents start fast.
+        from streams.backends.anthropic_messages import AnthropicMessagesBackend
+        from streams.backends.openai_chat import OpenAIChatBackend
+
         if provider == "openai":
             return OpenAIChatBackend(
                 base_url=endpoint.base_url, api_key=endpoint.api_key, policy=self._policy
