@@ -29,7 +29,7 @@ class BenchOptions(msgspec.Struct, kw_only=True, frozen=True):
     server_pid: int | None = None
     baseline: bool = False
     baseline_only: bool = False
-    baseline_workers: int = 1
+    baseline_workers: int = 2
     json_path: str | None = None
     step: bool = False
     step_factor: float = 1.5
@@ -115,10 +115,30 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="per-request limit in seconds (default: reply duration + 30 s)",
     )
     model = parser.add_argument_group("session and synthetic model")
-    model.add_argument("--refresh-interval-ms", type=int, default=d.refresh_interval_ms)
-    model.add_argument("--tokens-per-second", type=float, default=d.tokens_per_second)
-    model.add_argument("--reply-tokens", type=_positive_int, default=d.reply_tokens)
-    model.add_argument("--first-token-latency-ms", type=int, default=d.first_token_latency_ms)
+    model.add_argument(
+        "--refresh-interval-ms",
+        type=int,
+        default=d.refresh_interval_ms,
+        help="each session's delta flush interval (default %(default)s)",
+    )
+    model.add_argument(
+        "--tokens-per-second",
+        type=float,
+        default=d.tokens_per_second,
+        help="synthetic model speed (default %(default)s)",
+    )
+    model.add_argument(
+        "--reply-tokens",
+        type=_positive_int,
+        default=d.reply_tokens,
+        help="synthetic reply length (default %(default)s)",
+    )
+    model.add_argument(
+        "--first-token-latency-ms",
+        type=int,
+        default=d.first_token_latency_ms,
+        help="synthetic model's wait before its first token (default %(default)s)",
+    )
     base = parser.add_argument_group("bare baseline")
     base.add_argument(
         "--baseline",
@@ -134,7 +154,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--baseline-workers",
         type=_positive_int,
         default=d.baseline_workers,
-        help="uvicorn workers of the baseline (match the server's)",
+        help="uvicorn workers of the baseline; match the server's (default %(default)s)",
     )
     out = parser.add_argument_group("steps and output")
     out.add_argument(
@@ -143,8 +163,18 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="raise concurrency by --step-factor until the bars fail; "
         "report the largest passing level",
     )
-    out.add_argument("--step-factor", type=float, default=d.step_factor)
-    out.add_argument("--step-max", type=_positive_int, default=d.step_max)
+    out.add_argument(
+        "--step-factor",
+        type=float,
+        default=d.step_factor,
+        help="concurrency multiplier between steps (default %(default)s)",
+    )
+    out.add_argument(
+        "--step-max",
+        type=_positive_int,
+        default=d.step_max,
+        help="highest concurrency tried (default %(default)s)",
+    )
     out.add_argument(
         "--max-p99-lateness-ms",
         type=float,
