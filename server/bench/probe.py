@@ -14,22 +14,22 @@ Verdict = Literal["ok", "lost", "duplicated", "corrupt"]
 _WALL_OFFSET = time.time() - time.monotonic()
 
 
-class DeltaWire(msgspec.Struct):
+class DeltaWire(msgspec.Struct, gc=False):
     seq: int
     text: str
 
 
-class ResponseWire(msgspec.Struct):
+class ResponseWire(msgspec.Struct, gc=False):
     text: str
 
 
-class ExchangeWire(msgspec.Struct, rename="camel"):
+class ExchangeWire(msgspec.Struct, gc=False, rename="camel"):
     status: str
     response: ResponseWire
     exchange_id: str = ""
 
 
-class ErrorWire(msgspec.Struct):
+class ErrorWire(msgspec.Struct, gc=False):
     code: str = "unknown"
     message: str = ""
     retryable: bool = False
