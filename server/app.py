@@ -29,6 +29,7 @@ from server.routes.health import healthz, readyz
 from server.routes.native import sessions_router
 from server.routes.page import page_router
 from server.settings import Settings
+from server.sse import OpenStreams
 from streams.agent_checks import check_agent
 from streams.agent_store import RedisAgentCatalog
 from streams.agents import Agent, builtin_agents
@@ -157,15 +158,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
     parts = build_service(settings)
     service = parts.service
     auth = Authenticator(settings)
+    open_streams = OpenStreams(settings.send_timeout_seconds)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await register_agents(parts, settings)
         await service.start()
         _watch_sigterm(service)
+        watchdog = asyncio.create_task(open_streams.watch(), name="parley-send-watchdog")
         try:
             yield
         finally:
+            watchdog.cancel()
             await service.close()
             await parts.upstreams.aclose()
             await parts.redis.aclose()
@@ -176,6 +180,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "service": Provide(lambda: service, sync_to_thread=False, use_cache=True),
             "agents": Provide(lambda: parts.agents, sync_to_thread=False, use_cache=True),
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
+            "open_streams": Provide(lambda: open_streams, sync_to_thread=False, use_cache=True),
             "principal": Provide(auth.principal, sync_to_thread=False),
         },
         exception_handlers=exception_handlers(),

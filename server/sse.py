@@ -8,6 +8,7 @@ shutdown each stream ends with ``event: reconnect`` instead of being dropped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -65,6 +66,35 @@ async def native_frames(watch: Watch, retry_ms: int, opening: bytes = b"") -> As
             yield item_frame(event)
 
 
+class OpenStreams:
+    """Every SSE response in flight: how many there are, and a watchdog for stuck sends.
+
+    One scan a fraction of a second apart replaces a timer around every single send: a
+    response whose current send has not finished for ``send_timeout`` is cut off.
+    """
+
+    def __init__(self, send_timeout: float) -> None:
+        self.send_timeout = send_timeout
+        self._open: set[SseResponse] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add(self, response: SseResponse) -> None:
+        self._open.add(response)
+
+    def discard(self, response: SseResponse) -> None:
+        self._open.discard(response)
+
+    async def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, self.send_timeout / 2))
+            now = loop.time()
+            for response in list(self._open):
+                response.check_send(now, self.send_timeout)
+
+
 class SseResponse:
     """An ASGI app streaming ``frames``; ``on_close(finished)`` runs however it ends."""
 
@@ -72,22 +102,42 @@ class SseResponse:
         self,
         frames: AsyncIterator[bytes],
         *,
-        send_timeout: float,
+        streams: OpenStreams,
         on_close: Callable[[bool], None] | None = None,
     ) -> None:
         self._frames = frames
-        self._send_timeout = send_timeout
+        self._streams = streams
         self._on_close = on_close
+        self._sends = 0
+        self._sent = 0
+        self._stuck_send = 0
+        self._stuck_since = 0.0
+        self._scope: anyio.CancelScope | None = None
+        self.cut_off = False
+
+    def check_send(self, now: float, timeout: float) -> None:
+        if self._sends == self._sent:
+            return
+        if self._stuck_send != self._sends:
+            self._stuck_send, self._stuck_since = self._sends, now
+        elif now - self._stuck_since >= timeout and self._scope is not None:
+            self.cut_off = True
+            self._scope.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         finished = False
+        self._streams.add(self)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             async with anyio.create_task_group() as group:
+                self._scope = group.cancel_scope
                 group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
                 finished = await self._pump(send)
                 group.cancel_scope.cancel()
         finally:
+            self._streams.discard(self)
+            if self.cut_off:
+                log.warning("stream closed: client stopped reading")
             with anyio.CancelScope(shield=True):
                 await _close(self._frames)
             if self._on_close is not None:
@@ -95,11 +145,9 @@ class SseResponse:
 
     async def _pump(self, send: Send) -> bool:
         async for chunk in self._frames:
-            with anyio.move_on_after(self._send_timeout) as timer:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if timer.cancelled_caught:
-                log.warning("stream closed: client stopped reading")
-                return False
+            self._sends += 1
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            self._sent = self._sends
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return True
 

@@ -29,7 +29,7 @@ _DEAD_AFTER = 15.0
 class Subscription:
     """A watcher's buffer. Pending deltas merge when it grows, so memory stays bounded."""
 
-    __slots__ = ("_hub", "channel", "items", "resync", "sid", "wakeup")
+    __slots__ = ("_hub", "channel", "idle_ticks", "items", "ping_due", "resync", "sid", "wakeup")
 
     def __init__(self, hub: Hub, sid: str, channel: str) -> None:
         self._hub = hub
@@ -37,13 +37,24 @@ class Subscription:
         self.channel = channel
         self.items: list[Item] = []
         self.resync = False
+        self.ping_due = False
+        self.idle_ticks = 0
         self.wakeup = asyncio.Event()
 
     def push(self, item: Item) -> None:
         self.items.append(item)
+        self.idle_ticks = 0
         if len(self.items) >= _COMPACT_AT:
             self.items = compact(self.items)
         self.wakeup.set()
+
+    def tick(self) -> None:
+        """Called every half keepalive; two quiet ticks in a row make a ping due."""
+        self.idle_ticks += 1
+        if self.idle_ticks >= 2:
+            self.idle_ticks = 0
+            self.ping_due = True
+            self.wakeup.set()
 
     def mark_resync(self) -> None:
         self.resync = True
@@ -69,6 +80,7 @@ class Hub:
         keys: Keys,
         on_control: Callable[[bytes], None],
         on_reconnect: Callable[[], None] | None = None,
+        keepalive: float = 15.0,
     ) -> None:
         self._pool = pool
         self._keys = keys
@@ -79,6 +91,9 @@ class Hub:
         self._acks: dict[str, asyncio.Future[None]] = {}
         self._conn: AbstractConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._keepalive = keepalive
+        self._reads = 0
         self._connected = asyncio.Event()
         self.reconnects = 0
         self.resyncs = 0
@@ -102,13 +117,23 @@ class Hub:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="parley-hub")
+        self._ticker = asyncio.create_task(self._tick_forever(), name="parley-keepalive")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._ticker):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._drop_connection()
+
+    async def _tick_forever(self) -> None:
+        """One timer for every watcher's keepalive, instead of a timeout per wait."""
+        while True:
+            await asyncio.sleep(self._keepalive / 2)
+            for subs in list(self._subs.values()):
+                for sub in subs:
+                    sub.tick()
 
     async def subscribe(self, sid: str, timeout: float = 5.0) -> Subscription:
         """Register a watcher; return once Redis has confirmed the channel subscription."""
@@ -212,21 +237,31 @@ class Hub:
     async def _read_forever(self) -> None:
         conn = self._conn
         assert conn is not None
-        pinger = asyncio.create_task(self._ping_forever(conn))
+        watchdog = asyncio.create_task(self._ping_forever(conn))
         control = self._keys.control().encode()
         try:
             while True:
-                reply = await asyncio.wait_for(
-                    conn.read_response(disconnect_on_error=False, push_request=True), _DEAD_AFTER
-                )
+                reply = await conn.read_response(disconnect_on_error=False, push_request=True)
+                self._reads += 1
                 self._dispatch(reply, control)
         finally:
-            pinger.cancel()
+            watchdog.cancel()
 
     async def _ping_forever(self, conn: AbstractConnection) -> None:
+        """PING regularly; a connection that answers nothing for a while is cut, so it is
+        replaced, without a timer on every read."""
+        silent_since = asyncio.get_running_loop().time()
+        seen = self._reads
         with contextlib.suppress(RedisError, OSError):
             while True:
                 await asyncio.sleep(_PING_EVERY)
+                now = asyncio.get_running_loop().time()
+                if self._reads != seen:
+                    seen, silent_since = self._reads, now
+                elif now - silent_since > _DEAD_AFTER:
+                    log.warning("hub connection silent; reconnecting")
+                    await conn.disconnect()
+                    return
                 await conn.send_command("PING", check_health=False)
 
     def _dispatch(self, reply: object, control: bytes) -> None:

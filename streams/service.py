@@ -77,7 +77,9 @@ class ConversationService:
         observer: RunObserver | None = None,
     ) -> None:
         self.redis = redis
-        self.hub = Hub(hub_pool, keys, on_control=self.on_control)
+        self.hub = Hub(
+            hub_pool, keys, on_control=self.on_control, keepalive=config.keepalive_seconds
+        )
         self.keys = keys
         self.config = config
         self.agents = agents
@@ -275,7 +277,6 @@ class ConversationService:
             xid,
             after,
             initial=replay,
-            keepalive=self.config.keepalive_seconds,
             closing=self.closing,
             alive=functools.partial(self.reaper.alive, sub.sid, xid),
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.tokens import count_tokens
-from streams.types import USAGE_FIELDS, Usage
+from streams.types import Usage
 
 
 class UsageMeter:
@@ -21,13 +21,19 @@ class UsageMeter:
 
     def shown(self) -> Usage:
         """What watchers see mid-stream: never lower than before, per field."""
-        shown = Usage()
-        for field in USAGE_FIELDS:
-            values = [getattr(self.estimate, field), getattr(self.written, field)]
-            if self.reported is not None:
-                values.append(getattr(self.reported, field))
-            setattr(shown, field, max(values))
-        return shown.totalled()
+        e, w, r = self.estimate, self.written, self.reported or self.estimate
+        return Usage(
+            input_tokens=max(e.input_tokens, w.input_tokens, r.input_tokens),
+            output_tokens=max(e.output_tokens, w.output_tokens, r.output_tokens),
+            cache_read_input_tokens=max(
+                e.cache_read_input_tokens, w.cache_read_input_tokens, r.cache_read_input_tokens
+            ),
+            cache_creation_input_tokens=max(
+                e.cache_creation_input_tokens,
+                w.cache_creation_input_tokens,
+                r.cache_creation_input_tokens,
+            ),
+        ).totalled()
 
     def final(self, *, complete: bool = True) -> Usage:
         """The exchange's exact usage: the upstream's own totals win over estimates.
@@ -43,7 +49,13 @@ class UsageMeter:
 
     def unwritten(self, target: Usage) -> list[int]:
         """Counter increments that bring what was written up (or down) to ``target``."""
-        return [getattr(target, f) - getattr(self.written, f) for f in USAGE_FIELDS]
+        w = self.written
+        return [
+            target.input_tokens - w.input_tokens,
+            target.output_tokens - w.output_tokens,
+            target.cache_read_input_tokens - w.cache_read_input_tokens,
+            target.cache_creation_input_tokens - w.cache_creation_input_tokens,
+        ]
 
     def mark_written(self, usage: Usage) -> None:
         self.written = usage

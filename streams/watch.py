@@ -7,7 +7,6 @@ then go live and drop live items at or before what was already sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from redis.exceptions import RedisError
@@ -40,7 +39,6 @@ class Watch:
         after: str | None,
         *,
         initial: list[Item],
-        keepalive: float,
         closing: asyncio.Event,
         alive: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
@@ -50,7 +48,6 @@ class Watch:
         self.last_id = after
         self._last_key = stream_key(after) if after else (0, 0)
         self._initial = initial
-        self._keepalive = keepalive
         self._closing = closing
         self._alive = alive
 
@@ -76,9 +73,12 @@ class Watch:
                             return
                 items = self.sub.take()
                 if not items:
-                    if not await self._wait():
+                    if self.sub.ping_due:
+                        self.sub.ping_due = False
                         yield PING
                         await self._check_alive()
+                    else:
+                        await self.sub.wakeup.wait()
                     continue
                 for item in items:
                     if item.key <= self._last_key:
@@ -109,13 +109,6 @@ class Watch:
                 self.sub.resync = True
         except (RedisError, OSError):
             return
-
-    async def _wait(self) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._keepalive):
-                await self.sub.wakeup.wait()
-            return True
-        return False
 
     async def _read_log(self) -> list[Item]:
         entries = await self.store.read_log(self.sub.sid, self.xid, self.last_id)

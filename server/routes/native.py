@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from litestar.types import ASGIApp
 
 from server.settings import Settings
-from server.sse import SseResponse, json_frame, native_frames
+from server.sse import OpenStreams, SseResponse, json_frame, native_frames
 from server.wire import (
     BatchDelete,
     BatchDeleteResult,
@@ -163,6 +163,7 @@ async def streaming_continue(
     service: ConversationService,
     principal: str,
     settings: Settings,
+    open_streams: OpenStreams,
 ) -> ASGIApp:
     watch = await service.streaming_continue(
         principal, conversation_id, data.user_input.text, data.message_id
@@ -175,7 +176,7 @@ async def streaming_continue(
             service.cancel_local(conversation_id, xid)
 
     frames = native_frames(watch, settings.retry_ms, opening)
-    return SseResponse(frames, send_timeout=settings.send_timeout_seconds, on_close=on_close)
+    return SseResponse(frames, streams=open_streams, on_close=on_close)
 
 
 @get("/{conversation_id:str}/stream", summary="Join or resume the exchange in flight (SSE)")
@@ -184,6 +185,7 @@ async def stream(
     service: ConversationService,
     principal: str,
     settings: Settings,
+    open_streams: OpenStreams,
     last_event_id: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
     last_event_id_query: Annotated[str | None, Parameter(query="lastEventId")] = None,
 ) -> ASGIApp:
@@ -197,7 +199,7 @@ async def stream(
     if watch is None:
         return ASGIResponse(status_code=HTTP_204_NO_CONTENT)
     frames = native_frames(watch, settings.retry_ms)
-    return SseResponse(frames, send_timeout=settings.send_timeout_seconds)
+    return SseResponse(frames, streams=open_streams)
 
 
 @post("/{conversation_id:str}/cancel", summary="Cancel the running exchange", status_code=200)
