@@ -23,9 +23,11 @@ from server.agents_file import AgentsFileError, load_agents_file
 from server.auth import Authenticator
 from server.errors import exception_handlers
 from server.logs import configure_logging
+from server.metrics import Metrics, MetricsExporter, request_clock_middleware, service_readings
 from server.request_id import request_id_middleware
 from server.routes.agents import agents_router
 from server.routes.health import healthz, readyz
+from server.routes.metrics import metrics as metrics_route
 from server.routes.native import sessions_router
 from server.routes.page import page_router
 from server.settings import Settings
@@ -38,6 +40,7 @@ from streams.backends.registry import BackendRegistry
 from streams.backends.upstreams import UpstreamBackends, UpstreamProvider
 from streams.errors import Unavailable
 from streams.keys import Keys
+from streams.runner import RunObserver
 from streams.service import ConversationService
 
 log = logging.getLogger("parley.app")
@@ -84,7 +87,7 @@ def provider_defaults(settings: Settings) -> dict[UpstreamProvider, ProviderDefa
     }
 
 
-def build_service(settings: Settings) -> Parts:
+def build_service(settings: Settings, observer: RunObserver | None = None) -> Parts:
     if not settings.redis_url:
         raise SystemExit("PARLEY_REDIS_URL is not set; `parley serve` starts a private Redis")
     upstreams = UpstreamBackends(settings.upstream_policy())
@@ -110,6 +113,7 @@ def build_service(settings: Settings) -> Parts:
         config=config,
         agents=agents,
         backends=BackendRegistry(makers.makers()),
+        observer=observer,
     )
     return Parts(service, redis, agents, upstreams, file_agents)
 
@@ -155,10 +159,12 @@ def _watch_sigterm(service: ConversationService) -> None:
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
-    parts = build_service(settings)
+    metrics = Metrics.from_env()
+    parts = build_service(settings, metrics)
     service = parts.service
     auth = Authenticator(settings)
     open_streams = OpenStreams(settings.send_timeout_seconds)
+    exporter = MetricsExporter(metrics, service_readings(service, lambda: len(open_streams)))
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -175,17 +181,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await parts.redis.aclose()
 
     return Litestar(
-        route_handlers=[healthz, readyz, sessions_router(), agents_router(), page_router()],
+        route_handlers=[
+            healthz,
+            readyz,
+            metrics_route,
+            sessions_router(),
+            agents_router(),
+            page_router(),
+        ],
         dependencies={
             "service": Provide(lambda: service, sync_to_thread=False, use_cache=True),
             "agents": Provide(lambda: parts.agents, sync_to_thread=False, use_cache=True),
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "open_streams": Provide(lambda: open_streams, sync_to_thread=False, use_cache=True),
+            "exporter": Provide(lambda: exporter, sync_to_thread=False, use_cache=True),
             "principal": Provide(auth.principal, sync_to_thread=False),
         },
         exception_handlers=exception_handlers(),
-        middleware=[request_id_middleware],
-        lifespan=[lifespan],
+        middleware=[request_id_middleware, request_clock_middleware],
+        lifespan=[lifespan, exporter.lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Parley", version="0.1.0", path="/schema"),
         on_app_init=[_quiet],

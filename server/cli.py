@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -17,6 +21,9 @@ from server.logs import configure_logging
 from server.settings import ENV_PREFIX, SETTING_DOCS, Settings, SettingsError
 
 log = logging.getLogger("parley.cli")
+
+# server.metrics names it too; not imported from there, to keep this command light.
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,9 +74,34 @@ def serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     if not settings.auth_enabled:
         log.info("authentication is off: PARLEY_API_KEYS is not set; serving loopback only")
-    if settings.redis_url:
-        return _run_uvicorn(settings)
-    return _serve_with_private_redis(settings)
+    with metrics_dir(settings.workers):
+        if settings.redis_url:
+            return _run_uvicorn(settings)
+        return _serve_with_private_redis(settings)
+
+
+@contextmanager
+def metrics_dir(workers: int) -> Iterator[None]:
+    """Workers sum their Prometheus metrics through files in one directory (server/metrics.py).
+
+    A directory the user named is used as it is; otherwise several workers get a fresh private
+    one, removed at exit, so no values from an earlier run leak in. One worker needs none.
+    """
+    named = os.environ.get(_MULTIPROC_ENV)
+    if named or workers < 2:
+        if named:
+            Path(named).mkdir(parents=True, exist_ok=True)
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="parley-metrics-")
+    os.environ[_MULTIPROC_ENV] = path
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the `finally` runs
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        os.environ.pop(_MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _serve_with_private_redis(settings: Settings) -> int:
