@@ -15,9 +15,9 @@ from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.backoff import ExponentialBackoff
 
 from server.agents_file import AgentsFileError, load_agents_file
 from server.auth import Authenticator
@@ -46,11 +46,12 @@ from streams.service import ConversationService
 log = logging.getLogger("parley.app")
 
 
-def _redis(url: str) -> tuple[Redis, ConnectionPool]:
-    """A command pool that fails fast during an outage, and the hub's own connection source.
+def _redis(url: str) -> Redis:
+    """A command pool that fails fast during an outage.
 
     Requests wait for a free connection rather than fail at the pool's limit, and a dead
     Redis costs a caller a fraction of a second (then 503), not redis-py's default backoff.
+    The hub and the flush batcher open their own connections (streams.resp).
     """
     pool = BlockingConnectionPool.from_url(
         url,
@@ -61,10 +62,7 @@ def _redis(url: str) -> tuple[Redis, ConnectionPool]:
         socket_timeout=5,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
     )
-    hub_pool = ConnectionPool.from_url(
-        url, socket_connect_timeout=2, socket_timeout=None, retry=Retry(NoBackoff(), 0)
-    )
-    return Redis(connection_pool=pool), hub_pool
+    return Redis(connection_pool=pool)
 
 
 @dataclass(frozen=True)
@@ -102,13 +100,13 @@ def build_service(settings: Settings, observer: RunObserver | None = None) -> Pa
             file_agents = load_agents_file(settings.agents_file, check)
         except AgentsFileError as error:
             raise SystemExit(f"parley: {error}") from None
-    redis, hub_pool = _redis(settings.redis_url)
+    redis = _redis(settings.redis_url)
     config = settings.engine()
     keys = Keys(config.key_prefix)
     agents = RedisAgentCatalog(redis, keys, check=check, builtins=builtin_agents())
     service = ConversationService(
         redis=redis,
-        hub_pool=hub_pool,
+        redis_url=settings.redis_url,
         keys=keys,
         config=config,
         agents=agents,

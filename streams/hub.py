@@ -12,12 +12,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import RedisError
 
 from streams.errors import Unavailable
 from streams.events import Item, compact
 from streams.keys import Keys
+from streams.resp import RespConnection
 
 log = logging.getLogger("parley.hub")
 
@@ -76,20 +76,20 @@ class Subscription:
 class Hub:
     def __init__(
         self,
-        pool: ConnectionPool,
+        url: str,
         keys: Keys,
         on_control: Callable[[bytes], None],
         on_reconnect: Callable[[], None] | None = None,
         keepalive: float = 15.0,
     ) -> None:
-        self._pool = pool
+        self._url = url
         self._keys = keys
         self._on_control = on_control
         self._on_reconnect = on_reconnect
         self._subs: dict[str, set[Subscription]] = {}
         self._acked: set[str] = set()
         self._acks: dict[str, asyncio.Future[None]] = {}
-        self._conn: AbstractConnection | None = None
+        self._conn: RespConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._keepalive = keepalive
@@ -170,14 +170,8 @@ class Hub:
     def _send(self, *args: str) -> None:
         """Write a command on the pub/sub connection; a dead one is replaced by the reader."""
         conn = self._conn
-        if conn is None or not self.connected:
-            return
-        task = asyncio.create_task(self._write(conn, *args))
-        task.add_done_callback(_ignore_result)
-
-    async def _write(self, conn: AbstractConnection, *args: str) -> None:
-        with contextlib.suppress(RedisError, OSError):
-            await conn.send_command(*args, check_health=False)
+        if conn is not None and self.connected:
+            conn.write(args)
 
     async def _run(self) -> None:
         delay = 0.05
@@ -212,19 +206,17 @@ class Hub:
                 await self._drop_connection()
 
     async def _connect(self) -> None:
-        conn: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+        conn = await RespConnection.open(self._url, decode=False)
         self._conn = conn
-        await conn.connect()  # type: ignore[no-untyped-call]
         channels = [self._keys.control(), *self._subs]
         self._acked.clear()
-        await conn.send_command("SUBSCRIBE", *channels, check_health=False)
+        conn.write(("SUBSCRIBE", *channels))
         self._connected.set()
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.disconnect()
+            conn.close()
 
     def _resync_all(self) -> None:
         for subs in self._subs.values():
@@ -241,28 +233,28 @@ class Hub:
         control = self._keys.control().encode()
         try:
             while True:
-                reply = await conn.read_response(disconnect_on_error=False, push_request=True)
+                replies = await conn.replies()
                 self._reads += 1
-                self._dispatch(reply, control)
+                for reply in replies:
+                    self._dispatch(reply, control)
         finally:
             watchdog.cancel()
 
-    async def _ping_forever(self, conn: AbstractConnection) -> None:
+    async def _ping_forever(self, conn: RespConnection) -> None:
         """PING regularly; a connection that answers nothing for a while is cut, so it is
         replaced, without a timer on every read."""
         silent_since = asyncio.get_running_loop().time()
         seen = self._reads
-        with contextlib.suppress(RedisError, OSError):
-            while True:
-                await asyncio.sleep(_PING_EVERY)
-                now = asyncio.get_running_loop().time()
-                if self._reads != seen:
-                    seen, silent_since = self._reads, now
-                elif now - silent_since > _DEAD_AFTER:
-                    log.warning("hub connection silent; reconnecting")
-                    await conn.disconnect()
-                    return
-                await conn.send_command("PING", check_health=False)
+        while True:
+            await asyncio.sleep(_PING_EVERY)
+            now = asyncio.get_running_loop().time()
+            if self._reads != seen:
+                seen, silent_since = self._reads, now
+            elif now - silent_since > _DEAD_AFTER:
+                log.warning("hub connection silent; reconnecting")
+                conn.close()
+                return
+            conn.write(("PING",))
 
     def _dispatch(self, reply: object, control: bytes) -> None:
         if not isinstance(reply, list) or len(reply) < 3:
@@ -283,8 +275,3 @@ class Hub:
             ack = self._acks.pop(channel, None)
             if ack and not ack.done():
                 ack.set_result(None)
-
-
-def _ignore_result(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -69,7 +69,7 @@ class ConversationService:
         self,
         *,
         redis: Redis,
-        hub_pool: ConnectionPool,
+        redis_url: str,
         keys: Keys,
         config: EngineConfig,
         agents: AgentCatalog,
@@ -78,7 +78,7 @@ class ConversationService:
     ) -> None:
         self.redis = redis
         self.hub = Hub(
-            hub_pool, keys, on_control=self.on_control, keepalive=config.keepalive_seconds
+            redis_url, keys, on_control=self.on_control, keepalive=config.keepalive_seconds
         )
         self.keys = keys
         self.config = config
@@ -86,7 +86,7 @@ class ConversationService:
         self.backends = backends
         self.observer = observer or RunObserver()
         self.store = Store(redis, keys, config)
-        self.batcher = ScriptBatcher(redis)
+        self.batcher = ScriptBatcher(redis_url)
         self.reaper = Reaper(redis, self.store, keys, config)
         self.closing = asyncio.Event()
         self._runners: dict[str, ExchangeRunner] = {}
@@ -116,6 +116,7 @@ class ConversationService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
         await self.hub.stop()
+        await self.batcher.close()
 
     async def _drain_runners(self) -> None:
         tasks = list(self._tasks.values())
