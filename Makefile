@@ -10,8 +10,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 PYTEST_ARGS ?=
 SERVE_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: run test
+.PHONY: run test bench
 
 run: $(VENV)/.installed-run
 	exec $(BIN)/parley serve $(SERVE_ARGS)
@@ -21,6 +22,11 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check server streams tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
+
+# A private Redis, Parley with 2 workers and the bare baseline under the standard load profile
+# (2,000 streams for 60 s: minutes, both cores). BENCH_ARGS=--quick tries it in under a minute.
+bench: $(VENV)/.installed-run
+	$(BIN)/python -m server.bench.suite $(BENCH_ARGS)
 
 # Some distributions ship python3 without ensurepip: fall back to a bare venv plus the
 # system pip installing pip into it.

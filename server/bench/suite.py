@@ -1,0 +1,247 @@
+"""``make bench``: a private Redis, Parley with 2 workers, and ``parley bench --baseline``.
+
+The standard profile is the one the targets are stated in: 2,000 streaming sessions for
+60 s against a synthetic model at 20 tokens/s, 200-token replies, a 100 ms refresh interval.
+``--quick`` runs the same shape small enough to try in under a minute. Options this module
+does not know go to ``parley bench`` as they are (e.g. ``--step``); they win over the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import msgspec
+from redis import Redis
+
+from server.bench.server_metrics import read_server_metrics, summary
+from server.embedded_redis import RedisProcess, exit_with_parent, free_port
+from server.settings import ENV_PREFIX
+from streams.keys import Keys
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MODEL_ARGS = (
+    *("--mode", "streaming", "--tokens-per-second", "20", "--reply-tokens", "200"),
+    *("--refresh-interval-ms", "100"),
+)
+_READY_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 30.0
+# Each worker publishes its metrics once a second (server/metrics.py); let the last second land.
+_METRICS_SETTLE_S = 1.5
+
+
+class Profile(msgspec.Struct, frozen=True):
+    name: str
+    concurrency: int
+    duration_s: float
+
+
+STANDARD = Profile("standard", concurrency=2000, duration_s=60.0)
+QUICK = Profile("quick", concurrency=200, duration_s=10.0)
+
+
+class SuiteError(RuntimeError):
+    """Something the bench needs did not start."""
+
+
+def say(message: str) -> None:
+    print(f"[bench suite] {message}", file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m server.bench.suite",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="200 sessions for 10 s")
+    parser.add_argument("-c", "--concurrency", type=int, help="sessions (overrides the profile)")
+    parser.add_argument("-d", "--duration", type=float, help="seconds (overrides the profile)")
+    parser.add_argument("--workers", type=int, default=2, help="Parley and baseline workers")
+    parser.add_argument("--redis-url", help="use this Redis instead of starting a private one")
+    parser.add_argument(
+        "--json",
+        dest="json_path",
+        help="report path (default .parley/bench-DATE.json, or bench-DATE-quick.json)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, bench_extra = build_parser().parse_known_args(argv)
+    profile = QUICK if args.quick else STANDARD
+    concurrency = args.concurrency or profile.concurrency
+    duration = args.duration if args.duration is not None else profile.duration_s
+    json_path = Path(args.json_path or default_json_path(profile))
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    say(
+        f"{profile.name} profile: {concurrency} sessions for {duration:g} s, "
+        f"Parley with {args.workers} workers against the bare baseline"
+    )
+    try:
+        with contextlib.ExitStack() as stack:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parley-bench-")))
+            redis_url = args.redis_url or stack.enter_context(private_redis(work / "redis"))
+            server = stack.enter_context(parley_server(redis_url, args.workers, work / "parley"))
+            bench = [
+                *("--url", server.url, "--server-pid", str(server.pid)),
+                *("--baseline", "--baseline-workers", str(args.workers)),
+                *MODEL_ARGS,
+                *("-c", str(concurrency), "-d", f"{duration:g}", "--json", str(json_path)),
+                *bench_extra,
+            ]
+            code = run_bench(bench)
+            add_server_metrics(server, json_path)
+    except SuiteError as exc:
+        say(f"failed: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        say("interrupted; everything it started is stopped")
+        return 130
+    if json_path.exists():
+        say(f"report written to {json_path}")
+    return code
+
+
+def default_json_path(profile: Profile) -> str:
+    suffix = "" if profile is STANDARD else f"-{profile.name}"
+    return f".parley/bench-{datetime.now().date().isoformat()}{suffix}.json"
+
+
+@contextlib.contextmanager
+def private_redis(data_dir: Path) -> Iterator[str]:
+    say("starting a private Redis")
+    server = RedisProcess(data_dir, appendonly=False).start()
+    try:
+        say(f"Redis ready: {server.describe()}")
+        yield server.url
+    finally:
+        server.stop()
+        say("Redis stopped")
+
+
+class ParleyServer(msgspec.Struct, frozen=True):
+    url: str
+    pid: int
+    log_path: Path
+
+
+@contextlib.contextmanager
+def parley_server(redis_url: str, workers: int, log_dir: Path) -> Iterator[ParleyServer]:
+    """``parley serve --workers N`` on a free port, with a key prefix of its own."""
+    port = free_port()
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.pop(MULTIPROC_ENV, None)  # `parley serve` makes a fresh one for its workers
+    env.update(PARLEY_REDIS_URL=redis_url, PARLEY_KEY_PREFIX=prefix, PARLEY_LOG_LEVEL="warning")
+    command = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers)]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "parley.log"
+    say(f"starting Parley with {workers} workers on port {port}")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=exit_with_parent,
+        )
+    server = ParleyServer(url=f"http://127.0.0.1:{port}", pid=process.pid, log_path=log_path)
+    try:
+        started = time.monotonic()
+        wait_ready(server, process, redis_url, Keys(prefix).control(), workers)
+        say(f"Parley ready in {time.monotonic() - started:.1f} s (pid {process.pid})")
+        yield server
+    finally:
+        stop(process)
+        say("Parley stopped")
+
+
+def wait_ready(
+    server: ParleyServer,
+    process: subprocess.Popen[bytes],
+    redis_url: str,
+    control: str,
+    workers: int,
+) -> None:
+    """Until /readyz answers and every worker's hub holds its subscription (the first worker
+    up may answer alone, and would then take all the early connections)."""
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    with httpx.Client(base_url=server.url, timeout=2.0) as http, Redis.from_url(redis_url) as redis:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SuiteError(f"Parley exited with {process.returncode}:\n{tail(server)}")
+            with contextlib.suppress(httpx.TransportError):
+                if (
+                    http.get("/readyz").status_code == 200
+                    and _subscribers(redis, control) >= workers
+                ):
+                    return
+            time.sleep(0.1)
+    raise SuiteError(f"Parley was not ready within {_READY_TIMEOUT_S:g} s:\n{tail(server)}")
+
+
+def _subscribers(redis: Redis, channel: str) -> int:
+    [(_, count)] = redis.pubsub_numsub(channel)
+    return int(count)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        say(f"Parley ignored SIGTERM for {_STOP_TIMEOUT_S:g} s; killing it")
+        process.kill()
+        process.wait()
+
+
+def tail(server: ParleyServer, lines: int = 30) -> str:
+    try:
+        text = server.log_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def run_bench(bench_args: Sequence[str]) -> int:
+    """``parley bench`` in its own process: its event loop shares nothing with this one."""
+    command = [sys.executable, "-m", "server.cli", "bench", *bench_args]
+    say("running: parley bench " + " ".join(bench_args))
+    return subprocess.run(command, stdin=subprocess.DEVNULL, check=False).returncode
+
+
+def add_server_metrics(server: ParleyServer, json_path: Path) -> None:
+    """Print what Parley's own /metrics saw (every worker), and add it to the JSON report."""
+    time.sleep(_METRICS_SETTLE_S)
+    try:
+        figures = read_server_metrics(server.url)
+    except (httpx.HTTPError, ValueError) as exc:
+        say(f"could not read Parley's /metrics: {exc}")
+        return
+    print(summary(figures))
+    if json_path.exists():
+        report = json.loads(json_path.read_bytes())
+        report["serverMetrics"] = msgspec.to_builtins(figures)
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""``make bench``'s orchestration at a tiny size: it starts Parley and the baseline, runs the
+bench, reads Parley's /metrics, writes the JSON report and stops what it started. No speed is
+asserted."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from server.bench.server_metrics import parse
+from server.metrics import Metrics, Readings
+from streams.events import Item
+from tests.support.servers import REPO_ROOT
+
+# A fast synthetic model and one exchange per session, so the run takes a few seconds.
+TINY = [
+    *("-c", "3", "-n", "1", "--quiet"),
+    *("--tokens-per-second", "200", "--reply-tokens", "30", "--first-token-latency-ms", "10"),
+    *("--refresh-interval-ms", "50", "--max-p99-lateness-ms", "1e9"),
+]
+
+
+def test_the_suite_measures_parley_against_the_baseline_and_stops_everything(
+    tmp_path: Path, redis_url: str
+) -> None:
+    report_path = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "server.bench.suite", "--redis-url", redis_url, *TINY]
+    done = subprocess.run(
+        [*command, "--json", str(report_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, out + err
+    assert "integrity ok" in out and "Parley /metrics (all workers" in out
+    report = json.loads(report_path.read_bytes())
+    for run in (report["target"], report["baseline"]):
+        streams = run["streams"]
+        assert (streams["started"], streams["completed"], streams["failed"]) == (3, 3, 0)
+        assert run["integrity"]["ok"] == 3
+    # Both workers' counts, summed: every stream the bench saw complete, and no other.
+    assert report["serverMetrics"]["exchanges"]["completed"] == 3
+    assert report["serverMetrics"]["firstToken"]["count"] == 3
+    [pid] = re.findall(r"Parley ready in .* \(pid (\d+)\)", err)
+    assert not psutil.pid_exists(int(pid)), "the suite left Parley running"
+
+
+def test_server_metrics_read_quantiles_as_bucket_bounds() -> None:
+    metrics = Metrics()
+    for status in ["completed"] * 7 + ["failed"]:
+        metrics.finished(status, 1.0)
+    for _ in range(120):
+        metrics.flushed()
+    now_ms = int(time.time() * 1000)
+    for age_ms in [80] * 60 + [700] * 39 + [9000]:
+        metrics.delivered(Item("delta", f"{now_ms - age_ms}-0", b"{}"))
+    metrics.publish(Readings(flush_round_trips=30))
+    figures = parse(metrics.render().decode())
+    assert figures.exchanges == {"completed": 7, "cancelled": 0, "failed": 1}
+    assert figures.deltas_per_flush == 4.0
+    delivery = figures.delivery_latency
+    assert (delivery.count, delivery.p50_ms_at_most, delivery.p99_ms_at_most) == (100, 100, 1000)
+    assert figures.first_token.count == 0
