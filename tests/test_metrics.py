@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import inspect
 import os
 import re
 import time
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.cli import metrics_dir
 from server.metrics import DELIVERY_BUCKETS, Metrics, Readings, Tally
+from server.sse import native_frames
 from streams.events import Item
 from tests.support.native import (
     blocking_continue,
@@ -129,6 +131,29 @@ async def test_a_streamed_exchange_moves_the_counters(
     assert moved["parley_flushes_total"] >= 1
     assert moved["parley_first_token_seconds_count"] == 1
     assert after("parley_redis_errors_total") == before("parley_redis_errors_total") == 0
+
+
+@pytest.mark.skipif(
+    "on_sent" not in inspect.signature(native_frames).parameters,
+    reason="server/sse.py has no on_sent hook yet: publish-to-delivery has no call site",
+)
+async def test_every_event_a_streaming_client_receives_is_timed_from_its_publish(
+    server: ServerProcess, client: httpx.AsyncClient
+) -> None:
+    before = await scrape(server.base_url)
+    sid = (await create_session(client, agentId="echo"))["conversationId"]
+    reply = await stream_reply(client, sid, words(20))
+    events = len(reply.deltas) + 1  # and the done event
+
+    def delivered(s: Scraped) -> bool:
+        count = s("parley_delivery_latency_seconds_count")
+        return count == before("parley_delivery_latency_seconds_count") + events
+
+    after = await scrape_until(server.base_url, f"{events} more deliveries", delivered)
+    seconds = after("parley_delivery_latency_seconds_sum") - before(
+        "parley_delivery_latency_seconds_sum"
+    )
+    assert 0 <= seconds / events < 0.5
 
 
 async def test_first_token_latency_counts_from_the_request_to_the_models_first_token(
