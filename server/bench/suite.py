@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m server.bench.suite",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # options it does not know go to parley bench as they are
     )
     parser.add_argument("--quick", action="store_true", help="200 sessions for 10 s")
     parser.add_argument("-c", "--concurrency", type=int, help="sessions (overrides the profile)")
@@ -82,28 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args, bench_extra = build_parser().parse_known_args(argv)
     profile = QUICK if args.quick else STANDARD
-    concurrency = args.concurrency or profile.concurrency
-    duration = args.duration if args.duration is not None else profile.duration_s
+    load = [
+        *("-c", str(args.concurrency or profile.concurrency)),
+        *("-d", f"{profile.duration_s if args.duration is None else args.duration:g}"),
+    ]
     json_path = Path(args.json_path or default_json_path(profile))
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    say(
-        f"{profile.name} profile: {concurrency} sessions for {duration:g} s, "
-        f"Parley with {args.workers} workers against the bare baseline"
-    )
+    json_path.unlink(missing_ok=True)  # what is there after the run is this run's
+    say(f"{profile.name} profile ({' '.join(load)}), Parley with {args.workers} workers")
     try:
-        with contextlib.ExitStack() as stack:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parley-bench-")))
-            redis_url = args.redis_url or stack.enter_context(private_redis(work / "redis"))
-            server = stack.enter_context(parley_server(redis_url, args.workers, work / "parley"))
-            bench = [
-                *("--url", server.url, "--server-pid", str(server.pid)),
-                *("--baseline", "--baseline-workers", str(args.workers)),
-                *MODEL_ARGS,
-                *("-c", str(concurrency), "-d", f"{duration:g}", "--json", str(json_path)),
-                *bench_extra,
-            ]
-            code = run_bench(bench)
-            add_server_metrics(server, json_path)
+        code = run_suite(args, [*load, "--json", str(json_path), *bench_extra], json_path)
     except SuiteError as exc:
         say(f"failed: {exc}")
         return 2
@@ -113,6 +102,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if json_path.exists():
         say(f"report written to {json_path}")
     return code
+
+
+def run_suite(args: argparse.Namespace, bench_args: list[str], json_path: Path) -> int:
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parley-bench-")))
+        redis_url = args.redis_url or stack.enter_context(private_redis(work / "redis"))
+        server = stack.enter_context(parley_server(redis_url, args.workers, work / "parley"))
+        code = run_bench(
+            [
+                *("--url", server.url, "--server-pid", str(server.pid)),
+                *("--baseline", "--baseline-workers", str(args.workers)),
+                *MODEL_ARGS,
+                *bench_args,
+            ]
+        )
+        add_server_metrics(server, json_path)
+        if code != 0 and tail(server):
+            say(f"the bench exited with {code}; Parley's log ends:\n{tail(server)}")
+        return code
 
 
 def default_json_path(profile: Profile) -> str:
