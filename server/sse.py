@@ -55,7 +55,13 @@ def json_frame(event: str, payload: object) -> bytes:
     return frame(event, msgspec.json.encode(payload))
 
 
-async def native_frames(watch: Watch, retry_ms: int, opening: bytes = b"") -> AsyncIterator[bytes]:
+async def native_frames(
+    watch: Watch,
+    retry_ms: int,
+    opening: bytes = b"",
+    on_sent: Callable[[Item], None] | None = None,
+) -> AsyncIterator[bytes]:
+    """``on_sent(item)`` runs once an item's frame is written (the pump asks for the next)."""
     yield retry_frame(retry_ms) + opening
     async for event in watch.events():
         if isinstance(event, Ping):
@@ -64,6 +70,8 @@ async def native_frames(watch: Watch, retry_ms: int, opening: bytes = b"") -> As
             yield reconnect_frame(retry_ms)
         else:
             yield item_frame(event)
+            if on_sent is not None:
+                on_sent(event)
 
 
 class OpenStreams:

@@ -11,6 +11,7 @@ from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from litestar.types import ASGIApp
 
+from server.metrics import MetricsExporter
 from server.settings import Settings
 from server.sse import OpenStreams, SseResponse, json_frame, native_frames
 from server.wire import (
@@ -164,6 +165,7 @@ async def streaming_continue(
     principal: str,
     settings: Settings,
     open_streams: OpenStreams,
+    exporter: MetricsExporter,
 ) -> ASGIApp:
     watch = await service.streaming_continue(
         principal, conversation_id, data.user_input.text, data.message_id
@@ -175,7 +177,7 @@ async def streaming_continue(
         if data.on_disconnect == "cancel" and not finished:
             service.cancel_local(conversation_id, xid)
 
-    frames = native_frames(watch, settings.retry_ms, opening)
+    frames = native_frames(watch, settings.retry_ms, opening, exporter.metrics.delivered)
     return SseResponse(frames, streams=open_streams, on_close=on_close)
 
 
