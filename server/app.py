@@ -49,17 +49,18 @@ log = logging.getLogger("parley.app")
 def _redis(url: str) -> Redis:
     """A command pool that fails fast during an outage.
 
-    Requests wait for a free connection rather than fail at the pool's limit, and a dead
-    Redis costs a caller a fraction of a second (then 503), not redis-py's default backoff.
+    Requests wait for a free connection rather than fail at the pool's limit (an overloaded
+    process holds connections longer, and a wait beats a spurious 503), while a dead Redis
+    costs a caller a fraction of a second (then 503), not redis-py's default backoff.
     The hub and the flush batcher open their own connections (streams.resp).
     """
     pool = BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
-        max_connections=64,
-        timeout=5,
+        max_connections=512,
+        timeout=30,
         socket_connect_timeout=2,
-        socket_timeout=5,
+        socket_timeout=10,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
     )
     return Redis(connection_pool=pool)

@@ -77,7 +77,13 @@ def _engine_error(request: Request[Any, Any, Any], exc: EngineError) -> Response
     status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 500)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
     if status == 503:
-        log.warning("unavailable", extra={"reason": exc.message})
+        log.warning(
+            "unavailable",
+            extra={
+                "reason": exc.message,
+                "cause": f"{type(exc.__cause__).__name__}: {exc.__cause__}",
+            },
+        )
     return error_response(request, status, exc.code, exc.message, exc.details, headers)
 
 
