@@ -12,7 +12,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
-import anyio
 import msgspec
 from litestar.types import Receive, Scope, Send
 
@@ -104,7 +103,11 @@ class OpenStreams:
 
 
 class SseResponse:
-    """An ASGI app streaming ``frames``; ``on_close(finished)`` runs however it ends."""
+    """An ASGI app streaming ``frames``; ``on_close(finished)`` runs however it ends.
+
+    A client that goes away, or one cut off by the send watchdog, stops the stream by
+    cancelling this task; the cancellation is absorbed here, so the server logs nothing.
+    """
 
     def __init__(
         self,
@@ -120,7 +123,9 @@ class SseResponse:
         self._sent = 0
         self._stuck_send = 0
         self._stuck_since = 0.0
-        self._scope: anyio.CancelScope | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._stopping = False
+        self._over = False
         self.cut_off = False
 
     def check_send(self, now: float, timeout: float) -> None:
@@ -128,28 +133,43 @@ class SseResponse:
             return
         if self._stuck_send != self._sends:
             self._stuck_send, self._stuck_since = self._sends, now
-        elif now - self._stuck_since >= timeout and self._scope is not None:
+        elif now - self._stuck_since >= timeout:
             self.cut_off = True
-            self._scope.cancel()
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._task is not None and not self._stopping and not self._over:
+            self._stopping = True
+            self._task.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         finished = False
+        self._task = asyncio.current_task()
         self._streams.add(self)
+        listener = asyncio.create_task(self._listen(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-            async with anyio.create_task_group() as group:
-                self._scope = group.cancel_scope
-                group.start_soon(_cancel_on_disconnect, receive, group.cancel_scope)
-                finished = await self._pump(send)
-                group.cancel_scope.cancel()
+            finished = await self._pump(send)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+            self._task.uncancel()  # type: ignore[union-attr]
         finally:
+            self._over = True
+            listener.cancel()
             self._streams.discard(self)
             if self.cut_off:
                 log.warning("stream closed: client stopped reading")
-            with anyio.CancelScope(shield=True):
-                await _close(self._frames)
+            await _close(self._frames)
             if self._on_close is not None:
                 self._on_close(finished)
+
+    async def _listen(self, receive: Receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self._stop()
+                return
 
     async def _pump(self, send: Send) -> bool:
         async for chunk in self._frames:
@@ -158,14 +178,6 @@ class SseResponse:
             self._sent = self._sends
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return True
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
 
 
 async def _close(frames: AsyncIterator[bytes]) -> None:
