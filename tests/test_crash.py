@@ -8,15 +8,12 @@ import json
 import httpx
 
 from streams.backends.synthetic import SyntheticParams, synthetic_reply
+from tests.support.native import words
 from tests.support.servers import ServerFactory
-from tests.support.sse import SseEvent, iter_events, open_stream, stream_events
+from tests.support.sse import delta_text, iter_events, open_stream, stream_events
 
 FAST_EXPIRY = {"PARLEY_RUN_LOCK_TTL_SECONDS": "2", "PARLEY_KEEPALIVE_SECONDS": "1"}
-TEXT = " ".join(f"w{i}" for i in range(400))
-
-
-def text_of(events: list[SseEvent]) -> str:
-    return "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
+TEXT = words(400)
 
 
 async def start_reply(http: httpx.AsyncClient) -> tuple[str, asyncio.Task[None]]:
@@ -60,8 +57,8 @@ async def test_a_watcher_on_another_process_gets_an_interrupted_end_when_the_run
     end = json.loads(events[-1].data)
     assert events[-1].event == "error" and end["code"] == "interrupted"
     assert stored["status"] == "failed" and stored["finishReason"] == "interrupted"
-    assert stored["response"]["text"] == text_of(events) == end["exchange"]["response"]["text"]
-    assert synthetic_reply(TEXT, SyntheticParams(mode="echo")).startswith(text_of(events))
+    assert stored["response"]["text"] == delta_text(events) == end["exchange"]["response"]["text"]
+    assert synthetic_reply(TEXT, SyntheticParams(mode="echo")).startswith(delta_text(events))
     assert after.status_code == 200 and after.json()["status"] == "completed"
 
 

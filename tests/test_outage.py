@@ -12,14 +12,11 @@ import httpx
 
 from server.embedded_redis import RedisProcess
 from streams.backends.synthetic import SyntheticParams, synthetic_reply
+from tests.support.native import words
 from tests.support.servers import ServerFactory
-from tests.support.sse import SseEvent, iter_events, open_stream
+from tests.support.sse import SseEvent, delta_text, iter_events, open_stream
 
 ECHO = SyntheticParams(mode="echo")
-
-
-def long_input(words: int) -> str:
-    return " ".join(f"w{i}" for i in range(words))
 
 
 async def new_session(http: httpx.AsyncClient) -> str:
@@ -48,10 +45,6 @@ async def wait_for_status(http: httpx.AsyncClient, path: str, status: int, limit
     raise AssertionError(f"{path} did not answer {status} within {limit}s")
 
 
-def delta_text(events: list[SseEvent]) -> str:
-    return "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
-
-
 def end_payload(events: list[SseEvent]) -> dict[str, Any]:
     assert events and events[-1].event in ("done", "error"), [e.event for e in events[-3:]]
     payload: dict[str, Any] = json.loads(events[-1].data)
@@ -63,7 +56,7 @@ async def test_a_stream_survives_redis_restarting_mid_reply(
 ) -> None:
     redis = redis_factory(appendonly=True)
     server = server_factory(redis_url=redis.url)
-    text = long_input(300)
+    text = words(300)
     async with server.client() as http:
         sid = await new_session(http)
         events: list[SseEvent] = []
@@ -95,7 +88,7 @@ async def test_an_outage_past_the_bound_fails_the_exchange_and_keeps_its_text(
 ) -> None:
     redis = redis_factory(appendonly=True)
     server = server_factory({"PARLEY_REDIS_OUTAGE_BOUND_SECONDS": "2"}, redis_url=redis.url)
-    text = long_input(300)
+    text = words(300)
     async with server.client() as http:
         sid = await new_session(http)
         events: list[SseEvent] = []

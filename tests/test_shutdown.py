@@ -12,15 +12,12 @@ import time
 import httpx
 
 from streams.backends.synthetic import SyntheticParams, synthetic_reply
+from tests.support.native import words
 from tests.support.servers import ServerFactory, ServerProcess
 from tests.support.sse import SseEvent, iter_events, open_stream
 
 ECHO = SyntheticParams(mode="echo")
 GRACE = 3.0
-
-
-def words(n: int) -> str:
-    return " ".join(f"w{i}" for i in range(n))
 
 
 async def watch(http: httpx.AsyncClient, text: str, first_delta: asyncio.Event) -> list[SseEvent]:

@@ -13,7 +13,7 @@ import psutil
 
 from streams.backends.synthetic import SyntheticParams, synthetic_reply
 from tests.support.servers import ServerFactory, ServerProcess
-from tests.support.sse import SseEvent, SseParser, stream_events
+from tests.support.sse import SseEvent, SseParser, delta_text, stream_events
 
 FAST = SyntheticParams(mode="lorem", tokens_per_second=100_000, reply_tokens=1_000_000)
 FAST_AGENT = {
@@ -96,10 +96,6 @@ async def sample_peak_rss(server: ServerProcess, seconds: float) -> float:
     return peak
 
 
-def text_of(events: list[SseEvent]) -> str:
-    return "".join(json.loads(e.data)["text"] for e in events if e.event == "delta")
-
-
 async def peak_rss_growth(server: ServerProcess, stall: float) -> tuple[float, list[SseEvent]]:
     """Stream the fast reply to a reader that first stalls ``stall`` seconds; RSS peak growth."""
     async with server.client() as http:
@@ -114,7 +110,7 @@ async def peak_rss_growth(server: ServerProcess, stall: float) -> tuple[float, l
         stream.close()
         peak = await sampler
         exchange = (await http.get(f"/v1/sessions/{sid}/exchanges")).json()["data"][-1]
-    assert exchange["response"]["text"] == text_of(events)
+    assert exchange["response"]["text"] == delta_text(events)
     return peak - before, events
 
 
@@ -132,7 +128,7 @@ async def test_a_stalled_reader_costs_no_more_memory_and_gets_the_exact_text_in_
         f"\nreply {len(expected) / 1e6:.1f} MB; stalled reader got {len(deltas)} events for "
         f"{flushes} flushes; RSS growth {stalled:.0f} MB stalled vs {reading:.0f} MB reading"
     )
-    assert text_of(events) == expected == done["response"]["text"]
+    assert delta_text(events) == expected == done["response"]["text"]
     assert len(deltas) < flushes, "a stalled reader should receive merged deltas"
     # Undelivered text must be held somewhere (pending items, their encoded frames, the merged
     # text, the transport's buffer): measured about 5 copies of the reply. What must not
@@ -160,5 +156,5 @@ async def test_a_reader_stuck_past_the_send_timeout_is_cut_off_and_can_resume(
 
     assert not any(e.event in ("done", "error") for e in first), "the stuck stream was cut"
     assert rest[-1].event == "done"
-    assert text_of(first) + text_of(rest) == synthetic_reply("go", FAST)
+    assert delta_text(first) + delta_text(rest) == synthetic_reply("go", FAST)
     assert "client stopped reading" in server.stderr_text()

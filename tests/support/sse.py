@@ -55,6 +55,11 @@ def json_data(event: SseEvent) -> Any:
     return event.json()
 
 
+def delta_text(events: Iterable[SseEvent]) -> str:
+    """The reply text the ``delta`` events among ``events`` add up to."""
+    return "".join(event.json()["text"] for event in events if event.event == "delta")
+
+
 class _Block:
     """Fields of the block being read, until the blank line that dispatches it."""
 
