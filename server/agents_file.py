@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from server.agent_wire import CreateAgent
+from server.surfaces.native.agent_wire import CreateAgent
 from streams.agents import Agent
 from streams.errors import InvalidInput
 
@@ -77,7 +77,6 @@ def _agent(entry: dict[str, Any], where: str, check: Callable[[Agent], None]) ->
     try:
         check(agent)
     except InvalidInput as error:
-        field = (error.details or {}).get("field", "(agent)")
-        text = error.message.removeprefix(f"{field}: ")
-        raise AgentsFileError(f"{where}, field {field}: {text}") from None
+        field = error.field or error.details.get("field", "(agent)")
+        raise AgentsFileError(f"{where}, field {field}: {error.problem}") from None
     return agent

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -21,29 +21,35 @@ from redis.backoff import ExponentialBackoff
 
 from server.agents_file import AgentsFileError, load_agents_file
 from server.auth import Authenticator
-from server.errors import exception_handlers
 from server.logs import configure_logging
 from server.metrics import Metrics, MetricsExporter, request_clock_middleware, service_readings
 from server.request_id import request_id_middleware
-from server.routes.agents import agents_router
 from server.routes.health import healthz, readyz
 from server.routes.metrics import metrics as metrics_route
-from server.routes.native import sessions_router
 from server.routes.page import page_router
-from server.settings import Settings
-from server.sse import OpenStreams
+from server.settings import Settings, SettingsError
+from server.streaming import OpenStreams
+from server.surfaces import Surface, Surfaces, native
 from streams.agent_checks import check_agent
 from streams.agent_store import RedisAgentCatalog
 from streams.agents import Agent, builtin_agents
 from streams.backends.makers import ProviderDefaults, UpstreamMakers
 from streams.backends.registry import BackendRegistry
 from streams.backends.upstreams import UpstreamBackends, UpstreamProvider
+from streams.batcher import ScriptBatcher
 from streams.errors import Unavailable
+from streams.hub import Hub
 from streams.keys import Keys
+from streams.reaper import Reaper
 from streams.runner import RunObserver
 from streams.service import ConversationService
+from streams.store import Store
 
 log = logging.getLogger("parley.app")
+
+SURFACES: dict[str, Callable[[Authenticator], Surface]] = {
+    "native": native.surface,
+}
 
 
 def _redis(url: str) -> Redis:
@@ -105,13 +111,17 @@ def build_service(settings: Settings, observer: RunObserver | None = None) -> Pa
     config = settings.engine()
     keys = Keys(config.key_prefix)
     agents = RedisAgentCatalog(redis, keys, check=check, builtins=builtin_agents())
+    store = Store(redis, keys, config)
     service = ConversationService(
         redis=redis,
-        redis_url=settings.redis_url,
         keys=keys,
         config=config,
         agents=agents,
         backends=BackendRegistry(makers.makers()),
+        hub=Hub(settings.redis_url, keys, keepalive=config.keepalive_seconds),
+        store=store,
+        batcher=ScriptBatcher(settings.redis_url),
+        reaper=Reaper(redis, store, keys, config),
         observer=observer,
     )
     return Parts(service, redis, agents, upstreams, file_agents)
@@ -162,6 +172,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     parts = build_service(settings, metrics)
     service = parts.service
     auth = Authenticator(settings)
+    try:
+        names = settings.surface_names(list(SURFACES))
+    except SettingsError as error:
+        raise SystemExit(f"parley: {error}") from None
+    served = Surfaces([SURFACES[name](auth) for name in names], fallback=native.render)
     open_streams = OpenStreams(settings.send_timeout_seconds)
     exporter = MetricsExporter(metrics, service_readings(service, lambda: len(open_streams)))
 
@@ -184,8 +199,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             healthz,
             readyz,
             metrics_route,
-            sessions_router(),
-            agents_router(),
+            *served.routers,
             page_router(),
         ],
         dependencies={
@@ -194,9 +208,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "open_streams": Provide(lambda: open_streams, sync_to_thread=False, use_cache=True),
             "exporter": Provide(lambda: exporter, sync_to_thread=False, use_cache=True),
-            "principal": Provide(auth.principal, sync_to_thread=False),
         },
-        exception_handlers=exception_handlers(),
+        exception_handlers=served.exception_handlers(),
         middleware=[request_id_middleware, request_clock_middleware],
         lifespan=[lifespan, exporter.lifespan],
         request_max_body_size=settings.max_body_bytes,

@@ -1,4 +1,8 @@
-"""Bearer API keys. Each key maps to a principal that owns the sessions it creates."""
+"""API keys. Each key maps to a principal that owns the sessions it creates.
+
+Every surface finds the key its own way (a Bearer header, a query parameter, a signed
+request) and asks :meth:`Authenticator.principal` who it belongs to.
+"""
 
 from __future__ import annotations
 
@@ -22,19 +26,15 @@ class Authenticator:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    def principal(self, request: Request[Any, Any, Any]) -> str:
-        """The dependency every ``/v1`` handler takes."""
+    def principal(self, request: Request[Any, Any, Any], key: str | None) -> str:
+        """Whose ``key`` this is; with authentication off, anyone on loopback is anonymous."""
         if not self._keys:
             self._require_loopback(request)
             return ANONYMOUS
-        token = _bearer(request.headers.get("authorization"))
-        if token is None and request.method == "GET":
-            # EventSource cannot send headers; it may pass the key in the query instead.
-            token = request.query_params.get("access_token")
-        if token:
-            candidate = token.encode()
-            for key, principal in self._keys:
-                if hmac.compare_digest(candidate, key):
+        if key:
+            candidate = key.encode()
+            for known, principal in self._keys:
+                if hmac.compare_digest(candidate, known):
                     return principal
         raise NotAuthorizedException("a valid API key is required: Authorization: Bearer <key>")
 
@@ -47,7 +47,8 @@ class Authenticator:
         )
 
 
-def _bearer(header: str | None) -> str | None:
+def bearer(request: Request[Any, Any, Any]) -> str | None:
+    header = request.headers.get("authorization")
     if not header:
         return None
     scheme, _, token = header.partition(" ")

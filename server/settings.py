@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -42,6 +42,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     shutdown_grace_seconds: float = 10.0
     run_lock_ttl_seconds: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    surfaces: str = "all"
     agents_file: str | None = None
     openai_base_url: str | None = None
     openai_api_key: str = ""
@@ -128,6 +129,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
                 message = f"{ENV_PREFIX}{field.upper()}: {message.split(' - at ')[0]}"
             raise SettingsError(message) from exc
 
+    def surface_names(self, known: Sequence[str]) -> list[str]:
+        """The surfaces to serve, in ``known`` order: ``all``, or a comma-separated list."""
+        asked = {name.strip() for name in self.surfaces.split(",") if name.strip()}
+        if asked == {"all"}:
+            return list(known)
+        unknown = sorted(asked - set(known))
+        if unknown or not asked:
+            raise SettingsError(
+                f"PARLEY_SURFACES: unknown surface {', '.join(unknown) or '(none given)'}; "
+                f"choose from all, {', '.join(known)}"
+            )
+        return [name for name in known if name in asked]
+
     def principals(self) -> dict[str, str]:
         """API key -> principal. ``key=principal``; a bare key is named after its hash."""
         out: dict[str, str] = {}
@@ -156,7 +170,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             replay_retention_seconds=self.replay_retention_seconds,
             max_input_chars=self.max_input_chars,
             keepalive_seconds=self.keepalive_seconds,
-            retry_ms=self.retry_ms,
             redis_outage_bound_seconds=self.redis_outage_bound_seconds,
             shutdown_grace_seconds=self.shutdown_grace_seconds,
             lock_ttl_ms=int(self.run_lock_ttl_seconds * 1000),
@@ -176,8 +189,8 @@ SETTING_DOCS: dict[str, str] = {
     "redis_url": "Redis URL. Unset: parley serve starts a private server with data in "
     "PARLEY_DATA_DIR.",
     "data_dir": "Where the private Redis keeps its append-only data.",
-    "api_keys": "Comma-separated `key` or `key=principal`. Set: every /v1 request needs "
-    "`Authorization: Bearer <key>`.",
+    "api_keys": "Comma-separated `key` or `key=principal`. Set: every API request needs "
+    "a key (`Authorization: Bearer <key>` on native and Palantir).",
     "allow_insecure": "Allow listening beyond loopback with authentication off.",
     "key_prefix": "Prefix of every Redis key and channel, so deployments never collide.",
     "session_ttl_seconds": "Idle lifetime of a session; each exchange extends it.",
@@ -192,6 +205,7 @@ SETTING_DOCS: dict[str, str] = {
     "run_lock_ttl_seconds": "A running exchange's lock lives this long unless its process "
     "renews it; after that, watchers end the exchange as failed: interrupted.",
     "log_level": "debug, info, warning or error. Logs are JSON lines on stderr.",
+    "surfaces": "The APIs to serve: `all`, or a comma-separated list of native, palantir.",
     "agents_file": "A TOML file of [[agents]] loaded at start; a changed agent gets a new "
     "version. A bad file stops the server.",
     "openai_base_url": "Server-wide OpenAI-compatible base URL (vLLM, Ollama, ...). Unset: "

@@ -47,9 +47,7 @@ def _check_params(agent: Agent) -> None:
     except (msgspec.ValidationError, ValueError) as error:
         problem, _, path = str(error).partition(" - at `$")
         field = "model.params" + path.rstrip("`")
-        raise InvalidInput(
-            f"{field}: {problem} (provider {agent.model.provider})", details={"field": field}
-        ) from None
+        raise InvalidInput(f"{problem} (provider {agent.model.provider})", field=field) from None
 
 
 def _check_upstream(agent: Agent) -> None:
@@ -57,17 +55,14 @@ def _check_upstream(agent: Agent) -> None:
     if upstream is None:
         return
     if agent.model.provider == "synthetic":
-        raise InvalidInput(
-            "upstream applies only to providers openai and anthropic",
-            details={"field": "upstream"},
-        )
+        raise InvalidInput("applies only to providers openai and anthropic", field="upstream")
     if upstream.base_url is not None:
         _check_base_url(upstream.base_url)
     if upstream.api_key_env is not None and not KEY_ENV_PATTERN.match(upstream.api_key_env):
         raise InvalidInput(
-            f"upstream.apiKeyEnv must name an environment variable {KEY_ENV_PREFIX}<NAME> "
+            f"must name an environment variable {KEY_ENV_PREFIX}<NAME> "
             "(upper-case letters, digits and '_'), not a key",
-            details={"field": "upstream.apiKeyEnv"},
+            field="upstream.apiKeyEnv",
         )
 
 
@@ -86,4 +81,4 @@ def _check_base_url(url: str) -> None:
     elif parts.query or parts.fragment:
         problem = "must not have a query or fragment"
     if problem:
-        raise InvalidInput(f"upstream.baseUrl {problem}", details={"field": "upstream.baseUrl"})
+        raise InvalidInput(problem, field="upstream.baseUrl")

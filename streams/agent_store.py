@@ -20,17 +20,17 @@ from redis.asyncio import Redis
 from streams.agents import Agent
 from streams.clock import iso, now_ms
 from streams.errors import Conflict, NotFound
+from streams.guard import redis_guarded
 from streams.keys import Keys
 from streams.paging import (
     KeysetCursor,
     OffsetCursor,
-    Page,
     decode_keyset,
     decode_offset,
     encode_cursor,
 )
 from streams.scripts import Script
-from streams.service import redis_guarded
+from streams.types import Page
 
 Mode = Literal["create", "publish", "sync", "seed"]
 AgentCheck = Callable[[Agent], None]
@@ -124,11 +124,12 @@ class RedisAgentCatalog:
             return cached
         reply = await self._read(self._redis, [self._keys.agent(agent_id)], [version or ""])
         if not reply:
-            raise NotFound(f"agent {agent_id} not found", details={"agentId": agent_id})
+            raise _no_agent(agent_id)
         if len(reply) == 1:
             raise NotFound(
                 f"agent {agent_id} has no version {version} (latest is {reply[0]})",
-                details={"agentId": agent_id, "agentVersion": version, "latest": int(reply[0])},
+                resource="agent_version",
+                details={"agent_id": agent_id, "agent_version": version, "latest": int(reply[0])},
             )
         agent = _agent(reply[1], int(reply[0]), int(reply[2]))
         self._remember(agent)
@@ -150,7 +151,7 @@ class RedisAgentCatalog:
         agents = await self._latest_of(ids[:limit])
         more = len(ids) > limit
         last = KeysetCursor("agentId", "asc", 0, ids[limit - 1]) if more else None
-        return Page(data=agents, next_cursor=encode_cursor(last) if last else None)
+        return Page(items=agents, next_cursor=encode_cursor(last) if last else None)
 
     async def _latest_of(self, agent_ids: list[str]) -> list[Agent]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -174,7 +175,7 @@ class RedisAgentCatalog:
         key = self._keys.agent(agent_id)
         latest = await self._redis.hget(key, "latest")
         if latest is None:
-            raise NotFound(f"agent {agent_id} not found", details={"agentId": agent_id})
+            raise _no_agent(agent_id)
         first = decode_offset(cursor, "versions") if cursor else 1
         numbers = list(range(max(first, 1), min(first + limit, int(latest) + 1)))
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -188,7 +189,7 @@ class RedisAgentCatalog:
         ]
         more = first + limit <= int(latest)
         next_cursor = encode_cursor(OffsetCursor("versions", first + limit)) if more else None
-        return Page(data=agents, next_cursor=next_cursor)
+        return Page(items=agents, next_cursor=next_cursor)
 
     # --- writes ----------------------------------------------------------------------------
 
@@ -199,7 +200,7 @@ class RedisAgentCatalog:
         if outcome == "exists":
             raise Conflict(
                 f"agent {agent.agent_id} already exists; publish a new version instead",
-                details={"agentId": agent.agent_id, "latest": version},
+                details={"agent_id": agent.agent_id, "latest": version},
             )
         return await self.get(agent.agent_id, version)
 
@@ -208,7 +209,7 @@ class RedisAgentCatalog:
         self._check(agent)
         outcome, version = await self._store("publish", agent)
         if outcome == "missing":
-            raise NotFound(f"agent {agent.agent_id} not found", details={"agentId": agent.agent_id})
+            raise _no_agent(agent.agent_id)
         return await self.get(agent.agent_id, version)
 
     async def sync(self, agent: Agent) -> tuple[Agent, bool]:
@@ -228,3 +229,7 @@ class RedisAgentCatalog:
         args = [mode, agent.agent_id, definition(agent), now_ms()]
         outcome, version = await self._write(self._redis, keys, args)
         return str(outcome), int(version)
+
+
+def _no_agent(agent_id: str) -> NotFound:
+    return NotFound(f"agent {agent_id} not found", resource="agent", details={"agent_id": agent_id})

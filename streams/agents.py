@@ -8,7 +8,6 @@ import msgspec
 
 from streams.backends.base import ModelSpec
 from streams.clock import iso, now_ms
-from streams.errors import NotFound
 
 DEFAULT_AGENT_ID = "default"
 
@@ -67,21 +66,3 @@ def builtin_agents() -> list[Agent]:
             ),
         ),
     ]
-
-
-class BuiltinCatalog:
-    """A fixed table of agents, each at version 1."""
-
-    def __init__(self, agents: list[Agent]) -> None:
-        self._agents = {a.agent_id: a for a in agents}
-
-    async def resolve(self, agent_id: str, version: int | None) -> Agent:
-        agent = self._agents.get(agent_id)
-        if agent is None:
-            raise NotFound(f"agent {agent_id} not found", details={"agentId": agent_id})
-        if version is not None and version != agent.version:
-            raise NotFound(
-                f"agent {agent_id} has no version {version}",
-                details={"agentId": agent_id, "agentVersion": version},
-            )
-        return agent

@@ -49,7 +49,6 @@ class ScriptBatcher:
         self._connecting: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
-        self.calls = 0
 
     async def call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -83,19 +82,22 @@ class ScriptBatcher:
 
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         self.batches += 1
-        self.calls += len(batch)
         try:
             line = await self._connected_line()
             if line.closed:
                 raise RedisConnectionError("lost the Redis connection")
-            line.conn.write(*(command for command, _ in batch))
         except RedisConnectionError as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
+        line.conn.write(*(command for command, _ in batch))
         now = asyncio.get_running_loop().time()
         line.waiting.extend((future, now) for _, future in batch)
+        try:
+            await line.conn.drain()  # a Redis that reads slowly holds the callers back
+        except RedisConnectionError as exc:
+            line.fail(exc)
 
     async def _connected_line(self) -> _Line:
         if self._line is not None and not self._line.closed:

@@ -13,7 +13,6 @@ class EngineConfig(msgspec.Struct, kw_only=True, frozen=True):
     max_input_chars: int = 32_000
     default_refresh_interval_ms: int = 100
     keepalive_seconds: float = 15.0
-    retry_ms: int = 2_000
     redis_outage_bound_seconds: float = 30.0
     backlog_max_chars: int = 4_000_000
     shutdown_grace_seconds: float = 10.0

@@ -1,8 +1,9 @@
 """Items that travel from a runner, through Redis, to every watcher of an exchange.
 
-On the channel an item is ``kind|stream-id|json``; in the replay log it is an entry with
-fields ``k`` and ``d`` under the same stream id. The JSON is the native surface's ``data:``
-line, encoded once by the runner.
+On the channel an item is ``kind|stream-id|payload``; in the replay log it is an entry with
+fields ``k`` and ``d`` under the same stream id. Payloads are surface-neutral: a ``delta`` is
+a :class:`Delta` as a JSON array, an ``end`` is the finished :class:`Exchange`. Each surface
+renders an item once and caches the frame on it for all of its watchers.
 """
 
 from __future__ import annotations
@@ -13,21 +14,17 @@ import msgspec
 
 from streams.types import Exchange, Usage
 
-ItemKind = Literal["delta", "done", "error"]
-TERMINAL_KINDS = frozenset({"done", "error"})
+ItemKind = Literal["delta", "end"]
 
 
-class DeltaData(msgspec.Struct, rename="camel"):
+class Delta(msgspec.Struct, array_like=True):
     seq: int
     text: str
     usage: Usage
 
 
-class ErrorData(msgspec.Struct, rename="camel", kw_only=True):
-    code: str
-    message: str
-    retryable: bool = False
-    exchange: Exchange | None = None
+_delta = msgspec.json.Decoder(Delta)
+_end = msgspec.json.Decoder(Exchange)
 
 
 def stream_key(stream_id: str) -> tuple[int, int]:
@@ -49,7 +46,14 @@ class Item:
 
     @property
     def terminal(self) -> bool:
-        return self.kind in TERMINAL_KINDS
+        return self.kind == "end"
+
+    def delta(self) -> Delta:
+        return _delta.decode(self.data)
+
+    def exchange(self) -> Exchange:
+        """The finished exchange an ``end`` item carries."""
+        return _end.decode(self.data)
 
     @classmethod
     def parse(cls, payload: bytes) -> Item:
@@ -59,10 +63,8 @@ class Item:
 
 def merge_deltas(items: list[Item]) -> Item:
     """Fold consecutive deltas into one: texts concatenate, seq and usage are the latest."""
-    decoded = [msgspec.json.decode(i.data, type=DeltaData) for i in items]
-    merged = DeltaData(
-        seq=decoded[-1].seq, text="".join(d.text for d in decoded), usage=decoded[-1].usage
-    )
+    decoded = [i.delta() for i in items]
+    merged = Delta(decoded[-1].seq, "".join(d.text for d in decoded), decoded[-1].usage)
     return Item("delta", items[-1].id, msgspec.json.encode(merged))
 
 

@@ -74,18 +74,12 @@ class Subscription:
 
 
 class Hub:
-    def __init__(
-        self,
-        url: str,
-        keys: Keys,
-        on_control: Callable[[bytes], None],
-        on_reconnect: Callable[[], None] | None = None,
-        keepalive: float = 15.0,
-    ) -> None:
+    """``on_control`` receives each message of the control channel (the service sets it)."""
+
+    def __init__(self, url: str, keys: Keys, keepalive: float = 15.0) -> None:
         self._url = url
         self._keys = keys
-        self._on_control = on_control
-        self._on_reconnect = on_reconnect
+        self.on_control: Callable[[bytes], None] = lambda _payload: None
         self._subs: dict[str, set[Subscription]] = {}
         self._acked: set[str] = set()
         self._acks: dict[str, asyncio.Future[None]] = {}
@@ -223,8 +217,6 @@ class Hub:
             for sub in subs:
                 self.resyncs += 1
                 sub.mark_resync()
-        if self._on_reconnect:
-            self._on_reconnect()
 
     async def _read_forever(self) -> None:
         conn = self._conn
@@ -262,7 +254,7 @@ class Hub:
         kind, channel_raw, payload = reply[0], reply[1], reply[2]
         if kind == b"message":
             if channel_raw == control:
-                self._on_control(payload)
+                self.on_control(payload)
                 return
             subs = self._subs.get(channel_raw.decode())
             if subs:

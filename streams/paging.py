@@ -7,20 +7,13 @@ while a client pages never make it skip or repeat one.
 from __future__ import annotations
 
 import base64
-from typing import Generic, Literal, TypeVar
+from typing import TypeVar
 
 import msgspec
 
 from streams.errors import InvalidInput
 
 T = TypeVar("T")
-SortField = Literal["createdAt", "updatedAt"]
-Order = Literal["asc", "desc"]
-
-
-class Page(msgspec.Struct, Generic[T], rename="camel"):
-    data: list[T]
-    next_cursor: str | None
 
 
 class KeysetCursor(msgspec.Struct, array_like=True):
@@ -44,22 +37,20 @@ def _decode(raw: str, kind: type[T]) -> T:
         padded = raw + "=" * (-len(raw) % 4)
         return msgspec.json.decode(base64.urlsafe_b64decode(padded), type=kind)
     except (ValueError, msgspec.ValidationError) as exc:
-        raise InvalidInput("cursor is not valid", details={"field": "cursor"}) from exc
+        raise InvalidInput("is not valid", field="cursor") from exc
 
 
 def decode_keyset(raw: str, sort: str, order: str) -> KeysetCursor:
     cursor = _decode(raw, KeysetCursor)
     if (cursor.sort, cursor.order) != (sort, order):
-        raise InvalidInput(
-            "cursor was issued for a different sort or order", details={"field": "cursor"}
-        )
+        raise InvalidInput("was issued for a different sort or order", field="cursor")
     return cursor
 
 
 def decode_offset(raw: str, kind: str) -> int:
     cursor = _decode(raw, OffsetCursor)
     if cursor.kind != kind or cursor.offset < 0:
-        raise InvalidInput("cursor is not valid", details={"field": "cursor"})
+        raise InvalidInput("is not valid", field="cursor")
     return cursor.offset
 
 

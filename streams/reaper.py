@@ -13,14 +13,14 @@ from typing import cast
 import msgspec
 from redis.asyncio import Redis
 
-from streams.clock import iso, now_ms
+from streams.clock import now_ms
 from streams.config import EngineConfig
 from streams.ending import FINISH_SCRIPT, finish_args, finish_keys
-from streams.events import TERMINAL_KINDS, DeltaData
+from streams.events import Item
 from streams.keys import Keys
 from streams.records import exchange_from
 from streams.store import LogEntry, Store
-from streams.types import ErrorInfo, Response
+from streams.types import ErrorInfo
 
 log = logging.getLogger("parley.reaper")
 
@@ -49,7 +49,7 @@ class Reaper:
             if record.get("status") != "running":
                 return False
             entries = await self._store.read_log(sid, xid, None)
-            if any(e.kind in TERMINAL_KINDS for e in entries):
+            if any(e.kind == "end" for e in entries):
                 return False
             await self._store_interrupted(sid, xid, record, entries)
             log.warning("ended an exchange whose server stopped", extra={"exchangeId": xid})
@@ -60,14 +60,14 @@ class Reaper:
     async def _store_interrupted(
         self, sid: str, xid: str, record: dict[str, str], entries: list[LogEntry]
     ) -> None:
-        texts = [msgspec.json.decode(e.data, type=DeltaData).text for e in entries]
+        texts = [Item(e.kind, e.id, e.data).delta().text for e in entries]
         completed = now_ms()
         exchange = msgspec.structs.replace(
             exchange_from(sid, record),
-            response=Response(text="".join(texts)),
+            reply_text="".join(texts),
             status="failed",
             finish_reason="interrupted",
-            completed_at=iso(completed),
+            completed_ms=completed,
             error=ErrorInfo(
                 code="interrupted",
                 message="the server running this exchange stopped before it finished",

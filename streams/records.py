@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from streams.clock import iso
-from streams.types import ErrorInfo, Exchange, Response, Session, Usage, UserInput
+from streams.types import ErrorInfo, Exchange, Session, Usage
+
+_params = msgspec.json.Decoder(dict[str, str])
 
 
 def usage_from(record: dict[str, str]) -> Usage:
@@ -28,20 +29,20 @@ def usage_args(usage: Usage) -> list[int]:
 
 
 def session_from(record: dict[str, str], *, running: bool) -> Session:
-    title = record.get("title")
     return Session(
-        conversation_id=record["cid"],
+        session_id=record["cid"],
         agent_id=record["agent"],
         agent_version=int(record["version"]),
-        title=title,
-        metadata=msgspec.json.decode(record.get("metadata", "{}"), type=dict[str, str]),
+        title=record.get("title"),
+        metadata=_params.decode(record.get("metadata", "{}")),
         refresh_interval_ms=int(record["interval"]),
         status="running" if running else "idle",
-        message_count=int(record.get("count", 0)),
+        exchange_count=int(record.get("count", 0)),
+        answered_count=int(record.get("answered", 0)),
         usage=usage_from(record),
-        created_at=iso(int(record["created"])),
-        updated_at=iso(int(record["updated"])),
-        expires_at=iso(int(record["expires"])),
+        created_ms=int(record["created"]),
+        updated_ms=int(record["updated"]),
+        expires_ms=int(record["expires"]),
         user_id=record.get("user"),
     )
 
@@ -51,15 +52,17 @@ def exchange_from(sid: str, record: dict[str, str]) -> Exchange:
     error = record.get("error")
     return Exchange(
         exchange_id=record["xid"],
-        conversation_id=sid,
-        user_input=UserInput(text=record.get("input", "")),
-        response=Response(text=record.get("text", "")),
+        session_id=sid,
+        input_text=record.get("input", ""),
+        reply_text=record.get("text", ""),
         status=record.get("status", "running"),  # type: ignore[arg-type]
         finish_reason=record.get("reason") or None,
         usage=usage_from(record),
-        created_at=iso(int(record["created"])),
-        completed_at=iso(int(completed)) if completed else None,
+        created_ms=int(record["created"]),
+        completed_ms=int(completed) if completed else None,
         error=msgspec.json.decode(error, type=ErrorInfo) if error else None,
+        parameters=_params.decode(record.get("params", "{}")),
+        dropped=record.get("dropped") == "1",
     )
 
 

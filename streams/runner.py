@@ -17,13 +17,13 @@ from redis.exceptions import RedisError
 
 from streams.backends.base import Backend, BackendError, ModelRequest
 from streams.batcher import ScriptBatcher
-from streams.clock import iso, now_ms
+from streams.clock import now_ms
 from streams.config import EngineConfig
 from streams.ending import FINISH_SCRIPT, finish_args, finish_keys
-from streams.events import DeltaData
+from streams.events import Delta
 from streams.keys import Keys
 from streams.scripts import FLUSH, Script
-from streams.types import ErrorInfo, Exchange, ExchangeStatus, Response, Usage, UserInput
+from streams.types import ErrorInfo, Exchange, ExchangeStatus, Usage
 from streams.usage import UsageMeter
 
 log = logging.getLogger("parley.runner")
@@ -42,6 +42,7 @@ class ExchangeSpec:
     created_ms: int
     interval_ms: int
     request: ModelRequest
+    parameters: dict[str, str]
 
 
 @dataclass(slots=True)
@@ -199,7 +200,7 @@ class ExchangeRunner:
     def _delta_args(self) -> tuple[list[Any], Usage]:
         text = "".join(self._pending)
         shown = self._meter.shown()
-        data = msgspec.json.encode(DeltaData(seq=self._seq + 1, text=text, usage=shown))
+        data = msgspec.json.encode(Delta(self._seq + 1, text, shown))
         log_ttl = self._config.replay_retention_seconds + self._config.lock_ttl_ms // 1000
         args = [
             self._seq + 1,
@@ -252,15 +253,16 @@ class ExchangeRunner:
     def exchange(self, usage: Usage, completed_ms: int) -> Exchange:
         return Exchange(
             exchange_id=self.spec.xid,
-            conversation_id=self.spec.sid,
-            user_input=UserInput(text=self.spec.user_text),
-            response=Response(text="".join(self._parts)),
+            session_id=self.spec.sid,
+            input_text=self.spec.user_text,
+            reply_text="".join(self._parts),
             status=self._outcome.status,
             finish_reason=self._outcome.finish_reason,
             usage=usage,
-            created_at=iso(self.spec.created_ms),
-            completed_at=iso(completed_ms),
+            created_ms=self.spec.created_ms,
+            completed_ms=completed_ms,
             error=self._outcome.error,
+            parameters=self.spec.parameters,
         )
 
     async def _finish(self) -> Exchange | None:

@@ -10,18 +10,18 @@ import hashlib
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 # KEYS: session, lock, exchanges, exchange, cancel
-# ARGV: xid, owner, now_ms, lock_ttl_ms, input_text, session_ttl_s, expires_ms
+# ARGV: xid, owner, now_ms, lock_ttl_ms, input_text, session_ttl_s, expires_ms, params_json
+# Returns ok, missing (no such session for this owner), duplicate (xid taken) or busy.
 BEGIN = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 'missing' end
 if redis.call('EXISTS', KEYS[4]) == 1 then return 'duplicate' end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[4]) then return 'busy' end
 redis.call('DEL', KEYS[5])
 redis.call('HSET', KEYS[4], 'xid', ARGV[1], 'input', ARGV[5], 'text', '', 'status', 'running',
-  'created', ARGV[3], 'in', 0, 'out', 0, 'cr', 0, 'cc', 0)
+  'created', ARGV[3], 'in', 0, 'out', 0, 'cr', 0, 'cc', 0, 'params', ARGV[8])
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'count', 1)
 redis.call('HSET', KEYS[1], 'updated', ARGV[3], 'expires', ARGV[7])
@@ -53,6 +53,7 @@ return {id, redis.call('EXISTS', KEYS[5])}
 # ARGV: xid, kind, payload_json, text, status, reason, error_json,
 #       in, out, cr, cc (final), d_in, d_out, d_cr, d_cc (not yet counted on the session),
 #       now_ms, session_ttl_s, log_ttl_s, expires_ms
+# A completed exchange counts as answered on the session.
 # Returns the end event's stream id, or '' when the session is gone. A gone session still
 # publishes the end event (its id taken from the log before the log goes), so open streams close.
 FINISH = """
@@ -71,6 +72,7 @@ for i, field in ipairs(fields) do
   local delta = tonumber(ARGV[11 + i])
   if delta ~= 0 then redis.call('HINCRBY', KEYS[1], field, delta) end
 end
+if ARGV[5] == 'completed' then redis.call('HINCRBY', KEYS[1], 'answered', 1) end
 redis.call('HSET', KEYS[1], 'updated', ARGV[16], 'expires', ARGV[19])
 local id = redis.call('XADD', KEYS[3], '*', 'k', ARGV[2], 'd', ARGV[3])
 redis.call('EXPIRE', KEYS[3], ARGV[18])
@@ -84,6 +86,21 @@ for _, xid in ipairs(redis.call('LRANGE', KEYS[7], 0, -1)) do
   redis.call('EXPIRE', prefix .. xid, ARGV[17])
 end
 return id
+"""
+
+# KEYS: session, exchange
+# ARGV: reply ('' keeps the stored one), has_reply ('1'/'0')
+# A cancelled exchange either gets the caller's reply, and counts as answered, or is dropped
+# from the history. Returns 1, or 0 when the exchange is gone or did not end cancelled.
+SETTLE = """
+if redis.call('HGET', KEYS[2], 'status') ~= 'cancelled' then return 0 end
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[2], 'text', ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'answered', 1)
+else
+  redis.call('HSET', KEYS[2], 'dropped', 1)
+end
+return 1
 """
 
 
@@ -100,9 +117,3 @@ class Script:
         except NoScriptError:
             await redis.script_load(self.source)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
-
-    def queue(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> None:
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
-
-    async def load(self, redis: Redis) -> None:
-        await redis.script_load(self.source)

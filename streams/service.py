@@ -8,13 +8,10 @@ import functools
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
 
+import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams.agents import AgentCatalog
 from streams.backends.registry import BackendRegistry
@@ -23,71 +20,65 @@ from streams.clock import now_ms
 from streams.config import EngineConfig
 from streams.context import build_request
 from streams.errors import InvalidInput, NotFound, NotRunning, Unavailable
-from streams.events import TERMINAL_KINDS, Item
+from streams.events import Item
+from streams.guard import redis_guarded
 from streams.hub import Hub, Subscription
 from streams.keys import Keys
-from streams.paging import Page
 from streams.reaper import Reaper
 from streams.runner import ExchangeRunner, ExchangeSpec, RunObserver
-from streams.store import LogEntry, NewSession, SessionPatch, SessionQuery, Store
-from streams.types import Exchange, Session
+from streams.store import LogEntry, Store
+from streams.types import (
+    Exchange,
+    NewSession,
+    Page,
+    Session,
+    SessionPatch,
+    SessionQuery,
+    Turn,
+)
 from streams.watch import Watch
 
 log = logging.getLogger("parley.service")
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CANCEL_WAIT = 10.0
+_MAX_PARAMETERS = 64
 
 
-def redis_guarded(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn a lost Redis connection into :class:`Unavailable` (HTTP 503 + Retry-After)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise Unavailable("Redis is unreachable; retry shortly") from exc
-
-    return wrapper
-
-
-def check_id(value: str, what: str) -> str:
+def check_id(value: str, field: str) -> str:
     if not _ID.match(value):
-        raise InvalidInput(
-            f"{what} must be 1-64 characters of letters, digits, '-' or '_'",
-            details={"field": what},
-        )
+        raise InvalidInput("must be 1-64 characters of letters, digits, '-' or '_'", field=field)
     return value
 
 
 class ConversationService:
+    """Sessions and exchanges for every surface. The app factory builds the pieces."""
+
     def __init__(
         self,
         *,
         redis: Redis,
-        redis_url: str,
         keys: Keys,
         config: EngineConfig,
         agents: AgentCatalog,
         backends: BackendRegistry,
+        hub: Hub,
+        store: Store,
+        batcher: ScriptBatcher,
+        reaper: Reaper,
         observer: RunObserver | None = None,
     ) -> None:
         self.redis = redis
-        self.hub = Hub(
-            redis_url, keys, on_control=self.on_control, keepalive=config.keepalive_seconds
-        )
+        self.hub = hub
+        hub.on_control = self.on_control
         self.keys = keys
         self.config = config
         self.agents = agents
         self.backends = backends
         self.observer = observer or RunObserver()
-        self.store = Store(redis, keys, config)
-        self.batcher = ScriptBatcher(redis_url)
-        self.reaper = Reaper(redis, self.store, keys, config)
+        self.store = store
+        self.batcher = batcher
+        self.reaper = reaper
         self.closing = asyncio.Event()
         self._runners: dict[str, ExchangeRunner] = {}
         self._tasks: dict[str, asyncio.Task[Exchange | None]] = {}
@@ -158,10 +149,12 @@ class ConversationService:
 
     @redis_guarded
     async def create_session(self, owner: str, new: NewSession, sid: str | None = None) -> Session:
-        agent = await self.agents.resolve(new.agent_id, new.agent_version or None)
-        new.agent_version = agent.version
-        if new.refresh_interval_ms is None:
-            new.refresh_interval_ms = agent.default_refresh_interval_ms
+        agent = await self.agents.resolve(new.agent_id, new.agent_version)
+        new = msgspec.structs.replace(
+            new,
+            agent_version=agent.version,
+            refresh_interval_ms=new.refresh_interval_ms or agent.default_refresh_interval_ms,
+        )
         return await self.store.create_session(owner, new, sid)
 
     @redis_guarded
@@ -170,7 +163,7 @@ class ConversationService:
 
     @redis_guarded
     async def get_or_create_session(self, owner: str, sid: str, new: NewSession) -> Session:
-        check_id(sid, "conversationId")
+        check_id(sid, "session_id")
         try:
             return await self.store.get_session(owner, sid)
         except NotFound:
@@ -196,36 +189,62 @@ class ConversationService:
     async def list_exchanges(
         self, owner: str, sid: str, limit: int, cursor: str | None
     ) -> Page[Exchange]:
+        """The session's exchanges, oldest first, a page at a time."""
         return await self.store.list_exchanges(owner, sid, limit, cursor)
+
+    @redis_guarded
+    async def get_exchange(self, owner: str, sid: str, xid: str) -> Exchange:
+        await self.store.get_session(owner, sid)
+        exchange = await self.store.get_exchange(sid, xid)
+        if exchange is None:
+            raise NotFound(
+                f"exchange {xid} not found",
+                resource="exchange",
+                details={"session_id": sid, "exchange_id": xid},
+            )
+        return exchange
 
     # --- continues -------------------------------------------------------------------------
 
-    def _check_input(self, text: str) -> None:
-        if not text.strip():
+    def _check_input(self, turn: Turn) -> None:
+        limit = self.config.max_input_chars
+        if not turn.text.strip():
+            raise InvalidInput("must not be empty", field="input_text")
+        if len(turn.text) > limit:
             raise InvalidInput(
-                "userInput.text must not be empty", details={"field": "userInput.text"}
+                f"is longer than {limit} characters", field="input_text", details={"limit": limit}
             )
-        if len(text) > self.config.max_input_chars:
+        if len(turn.parameters) > _MAX_PARAMETERS:
+            raise InvalidInput(f"holds more than {_MAX_PARAMETERS} values", field="parameters")
+        if sum(len(k) + len(v) for k, v in turn.parameters.items()) > limit:
             raise InvalidInput(
-                f"userInput.text is longer than {self.config.max_input_chars} characters",
-                details={"field": "userInput.text", "limit": self.config.max_input_chars},
+                f"are longer than {limit} characters in all",
+                field="parameters",
+                details={"limit": limit},
             )
 
-    async def _begin(
-        self, owner: str, sid: str, text: str, message_id: str | None
-    ) -> ExchangeRunner:
-        self._check_input(text)
+    async def _begin(self, owner: str, sid: str, turn: Turn) -> ExchangeRunner:
+        self._check_input(turn)
         if self.closing.is_set():
             raise Unavailable("the server is shutting down", retry_after=1)
-        xid = check_id(message_id, "messageId") if message_id else uuid.uuid4().hex
-        record = await self.store.session_record(owner, sid)
-        agent = await self.agents.resolve(record["agent"], int(record["version"]))
+        xid = check_id(turn.exchange_id, "exchange_id") if turn.exchange_id else uuid.uuid4().hex
+        session = await self.store.get_session(owner, sid)
+        agent = await self.agents.resolve(session.agent_id, session.agent_version)
         history = await self.store.completed_history(sid)
-        request = build_request(agent, history, text)
+        request = build_request(agent, history, turn.text, turn.parameters)
         backend = self.backends.for_agent(agent)
         created = now_ms()
-        await self.store.begin_exchange(owner, sid, xid, text)
-        spec = ExchangeSpec(owner, sid, xid, text, created, int(record["interval"]), request)
+        await self.store.begin_exchange(owner, sid, xid, turn.text, turn.parameters, created)
+        spec = ExchangeSpec(
+            owner,
+            sid,
+            xid,
+            turn.text,
+            created,
+            session.refresh_interval_ms,
+            request,
+            turn.parameters,
+        )
         return ExchangeRunner(spec, backend, self.batcher, self.keys, self.config, self.observer)
 
     def _launch(self, runner: ExchangeRunner) -> asyncio.Task[Exchange | None]:
@@ -243,23 +262,21 @@ class ConversationService:
         return task
 
     @redis_guarded
-    async def blocking_continue(
-        self, owner: str, sid: str, text: str, message_id: str | None = None
-    ) -> Exchange:
-        runner = await self._begin(owner, sid, text, message_id)
+    async def blocking_continue(self, owner: str, sid: str, turn: Turn) -> Exchange:
+        runner = await self._begin(owner, sid, turn)
         exchange = await asyncio.shield(self._launch(runner))
         if exchange is None:
-            raise NotFound(f"session {sid} was deleted", details={"conversationId": sid})
+            raise NotFound(
+                f"session {sid} was deleted", resource="session", details={"session_id": sid}
+            )
         return exchange
 
     @redis_guarded
-    async def streaming_continue(
-        self, owner: str, sid: str, text: str, message_id: str | None = None
-    ) -> Watch:
-        self._check_input(text)
+    async def streaming_continue(self, owner: str, sid: str, turn: Turn) -> Watch:
+        self._check_input(turn)
         sub = await self._subscribe(sid)
         try:
-            runner = await self._begin(owner, sid, text, message_id)
+            runner = await self._begin(owner, sid, turn)
         except BaseException:
             sub.close()
             raise
@@ -285,7 +302,7 @@ class ConversationService:
     @redis_guarded
     async def watch(self, owner: str, sid: str, last_event_id: str | None) -> Watch | None:
         """Join the exchange in flight, or resume after ``last_event_id``; None: nothing to send."""
-        await self.store.session_record(owner, sid)
+        await self.store.get_session(owner, sid)
         sub = await self._subscribe(sid)
         try:
             running = await self.store.running_exchange_id(sid)
@@ -331,14 +348,27 @@ class ConversationService:
     # --- cancel ----------------------------------------------------------------------------
 
     @redis_guarded
-    async def cancel(self, owner: str, sid: str, message_id: str | None) -> Exchange:
-        await self.store.session_record(owner, sid)
+    async def cancel(
+        self,
+        owner: str,
+        sid: str,
+        xid: str | None = None,
+        *,
+        reply: str | None = None,
+        drop: bool = False,
+    ) -> Exchange:
+        """Stop the running exchange (``xid``, when given, must be it) and wait for its end.
+
+        ``reply`` replaces what the model had said, and the exchange counts as answered;
+        ``drop`` leaves it out of the history the model sees. Neither: the partial reply stays.
+        """
+        await self.store.get_session(owner, sid)
         running = await self.store.running_exchange_id(sid)
-        if running is None or (message_id is not None and message_id != running):
-            what = f"exchange {message_id}" if message_id else "no exchange"
+        if running is None or (xid is not None and xid != running):
+            what = f"exchange {xid} is not" if xid else "no exchange is"
             raise NotRunning(
-                f"{what} is not running in session {sid}",
-                details={"conversationId": sid, "messageId": message_id},
+                f"{what} running in session {sid}",
+                details={"session_id": sid, "exchange_id": xid},
             )
         sub = await self._subscribe(sid)
         try:
@@ -347,10 +377,9 @@ class ConversationService:
                 await asyncio.wait_for(_until_end(sub), _CANCEL_WAIT)
         finally:
             sub.close()
-        exchange = await self.store.get_exchange(sid, running)
-        if exchange is None:
-            raise NotFound(f"exchange {running} not found", details={"messageId": running})
-        return exchange
+        if reply is not None or drop:
+            await self.store.settle_cancelled(sid, running, reply)
+        return await self.get_exchange(owner, sid, running)
 
     async def _signal_cancel(self, sid: str, xid: str) -> None:
         runner = self._runners.get(sid)
@@ -379,7 +408,7 @@ class ConversationService:
 
 
 def _ends(entries: list[LogEntry]) -> bool:
-    return bool(entries) and entries[-1].kind in TERMINAL_KINDS
+    return bool(entries) and entries[-1].kind == "end"
 
 
 async def _until_end(sub: Subscription) -> None:

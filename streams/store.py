@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Literal, cast
+from typing import cast
 
 import msgspec
 from redis.asyncio import Redis
@@ -17,43 +17,24 @@ from streams.keys import Keys
 from streams.paging import (
     KeysetCursor,
     OffsetCursor,
-    Page,
     after_cursor,
     decode_keyset,
     decode_offset,
     encode_cursor,
 )
 from streams.records import exchange_from, session_from
-from streams.scripts import BEGIN, Script
-from streams.types import ErrorInfo, Exchange, Session
+from streams.scripts import BEGIN, SETTLE, Script
+from streams.types import (
+    ErrorInfo,
+    Exchange,
+    NewSession,
+    Page,
+    Session,
+    SessionPatch,
+    SessionQuery,
+)
 
-_SORT_INDEX = {"createdAt": "created", "updatedAt": "updated"}
-
-
-class NewSession(msgspec.Struct, kw_only=True):
-    agent_id: str
-    agent_version: int
-    title: str | None
-    metadata: dict[str, str]
-    refresh_interval_ms: int | None = None
-    user_id: str | None = None
-
-
-class SessionPatch(msgspec.Struct, kw_only=True):
-    title: str | msgspec.UnsetType | None = msgspec.UNSET
-    metadata: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
-    refresh_interval_ms: int | msgspec.UnsetType = msgspec.UNSET
-
-
-class SessionQuery(msgspec.Struct, kw_only=True):
-    agent_id: str | None = None
-    status: Literal["idle", "running"] | None = None
-    q: str | None = None
-    user_id: str | None = None
-    sort: Literal["createdAt", "updatedAt"] = "createdAt"
-    order: Literal["asc", "desc"] = "desc"
-    limit: int = 20
-    cursor: str | None = None
+_SORTS = ("created", "updated")
 
 
 class LogEntry(msgspec.Struct):
@@ -68,6 +49,7 @@ class Store:
         self.keys = keys
         self.config = config
         self._begin = Script(BEGIN)
+        self._settle = Script(SETTLE)
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -86,7 +68,7 @@ class Store:
             "cid": sid,
             "owner": owner,
             "agent": new.agent_id,
-            "version": new.agent_version,
+            "version": new.agent_version or 1,
             "metadata": msgspec.json.encode(new.metadata).decode(),
             "interval": new.refresh_interval_ms or self.config.default_refresh_interval_ms,
             "count": 0,
@@ -117,16 +99,12 @@ class Store:
             pipe.exists(self.keys.lock(sid))
             record, locked = await pipe.execute()
         if not record or record.get("owner") != owner:
-            raise NotFound(f"session {sid} not found", details={"conversationId": sid})
+            raise _no_session(sid)
         return record, bool(locked)
 
     async def get_session(self, owner: str, sid: str) -> Session:
         record, running = await self._load(owner, sid)
         return session_from(record, running=running)
-
-    async def session_record(self, owner: str, sid: str) -> dict[str, str]:
-        record, _ = await self._load(owner, sid)
-        return record
 
     async def update_session(self, owner: str, sid: str, patch: SessionPatch) -> Session:
         await self._load(owner, sid)
@@ -162,15 +140,16 @@ class Store:
             doomed += [self.keys.exchange(sid, xid), self.keys.log(sid, xid)]
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(*doomed)
-            for sort in _SORT_INDEX.values():
+            for sort in _SORTS:
                 pipe.zrem(self.keys.index(owner, sort), sid)
             await pipe.execute()
         return True
 
     async def list_sessions(self, owner: str, query: SessionQuery) -> Page[Session]:
-        cursor = decode_keyset(query.cursor, query.sort, query.order) if query.cursor else None
-        index = self.keys.index(owner, _SORT_INDEX[query.sort])
-        descending = query.order == "desc"
+        order = "desc" if query.descending else "asc"
+        cursor = decode_keyset(query.cursor, query.sort, order) if query.cursor else None
+        index = self.keys.index(owner, query.sort)
+        descending = query.descending
         keep = _session_filter(query)
         found: list[tuple[int, str, Session]] = []
         batch = max(query.limit * 2, 50)
@@ -188,8 +167,8 @@ class Store:
         next_cursor = None
         if len(found) > query.limit:
             score, sid, _ = page[-1]
-            next_cursor = encode_cursor(KeysetCursor(query.sort, query.order, score, sid))
-        return Page(data=[s for _, _, s in page], next_cursor=next_cursor)
+            next_cursor = encode_cursor(KeysetCursor(query.sort, order, score, sid))
+        return Page(items=[s for _, _, s in page], next_cursor=next_cursor)
 
     async def _index_window(
         self, index: str, cursor: KeysetCursor | None, descending: bool, start: int, count: int
@@ -233,15 +212,16 @@ class Store:
 
     async def _prune(self, owner: str, sids: list[str]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for sort in _SORT_INDEX.values():
+            for sort in _SORTS:
                 pipe.zrem(self.keys.index(owner, sort), *sids)
             await pipe.execute()
 
     # --- exchanges ------------------------------------------------------------------------
 
-    async def begin_exchange(self, owner: str, sid: str, xid: str, text: str) -> None:
+    async def begin_exchange(
+        self, owner: str, sid: str, xid: str, text: str, parameters: dict[str, str], now: int
+    ) -> None:
         """Take the session's run lock and store the exchange as running, atomically."""
-        now = now_ms()
         ttl = self.config.session_ttl_seconds
         keys = [
             self.keys.session(sid),
@@ -250,17 +230,18 @@ class Store:
             self.keys.exchange(sid, xid),
             self.keys.cancel(sid),
         ]
-        args = [xid, owner, now, self.config.lock_ttl_ms, text, ttl, now + ttl * 1000]
+        params = msgspec.json.encode(parameters)
+        args = [xid, owner, now, self.config.lock_ttl_ms, text, ttl, now + ttl * 1000, params]
         outcome = await self._begin(self.redis, keys, args)
         if outcome == "missing":
-            raise NotFound(f"session {sid} not found", details={"conversationId": sid})
+            raise _no_session(sid)
         if outcome == "duplicate":
             raise Conflict(
-                f"an exchange with messageId {xid} already exists", details={"messageId": xid}
+                f"an exchange with id {xid} already exists", details={"exchange_id": xid}
             )
         if outcome == "busy":
             raise SessionBusy(
-                "the session already has an exchange running", details={"conversationId": sid}
+                "the session already has an exchange running", details={"session_id": sid}
             )
         await self.redis.zadd(self.keys.index(owner, "updated"), {sid: now}, xx=True)
 
@@ -290,17 +271,19 @@ class Store:
         data = [_orphans_failed(exchange_from(sid, r), running) for r in records if r]
         more = len(xids) > limit
         next_cursor = encode_cursor(OffsetCursor("exchanges", offset + limit)) if more else None
-        return Page(data=data, next_cursor=next_cursor)
+        return Page(items=data, next_cursor=next_cursor)
 
     async def completed_history(self, sid: str) -> list[Exchange]:
-        """Every finished exchange of the session, oldest first, for the model's context."""
+        """Every finished exchange not dropped, oldest first, for the model's context."""
         xids = cast(list[str], await self.redis.lrange(self.keys.exchanges(sid), 0, -1))
         async with self.redis.pipeline(transaction=False) as pipe:
             for xid in xids:
                 pipe.hgetall(self.keys.exchange(sid, xid))
             records = await pipe.execute()
         return [
-            exchange_from(sid, r) for r in records if r and r.get("status", "running") != "running"
+            exchange_from(sid, r)
+            for r in records
+            if r and r.get("status", "running") != "running" and r.get("dropped") != "1"
         ]
 
     async def read_log(self, sid: str, xid: str, after: str | None) -> list[LogEntry]:
@@ -320,11 +303,20 @@ class Store:
             found = await pipe.execute()
         return next((x for x, hit in zip(xids, found, strict=True) if hit), None)
 
+    async def settle_cancelled(self, sid: str, xid: str, reply: str | None) -> None:
+        """Give a cancelled exchange the caller's ``reply``, or drop it from the history."""
+        keys = [self.keys.session(sid), self.keys.exchange(sid, xid)]
+        await self._settle(self.redis, keys, [reply or "", "0" if reply is None else "1"])
+
     async def request_cancel(self, sid: str) -> None:
         await self.redis.set(self.keys.cancel(sid), "1", px=self.config.lock_ttl_ms)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
+
+
+def _no_session(sid: str) -> NotFound:
+    return NotFound(f"session {sid} not found", resource="session", details={"session_id": sid})
 
 
 def _orphans_failed(exchange: Exchange, running: str | None) -> Exchange:
@@ -342,7 +334,7 @@ def _orphans_failed(exchange: Exchange, running: str | None) -> Exchange:
 
 
 def _session_filter(query: SessionQuery) -> Callable[[Session], bool]:
-    needle = query.q.casefold() if query.q else None
+    needle = query.title_contains.casefold() if query.title_contains else None
 
     def keep(session: Session) -> bool:
         if query.agent_id is not None and session.agent_id != query.agent_id:

@@ -1,21 +1,23 @@
 """Domain types shared by the engine and every API surface.
 
-They serialise as camelCase, which is the native ``/v1`` wire format; other surfaces map
-them onto their own shapes.
+Field names are the engine's own and times are epoch milliseconds; each surface maps them
+onto its API's shape (``server.surfaces.<name>.wire``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import msgspec
 
+T = TypeVar("T")
 ExchangeStatus = Literal["running", "completed", "cancelled", "failed"]
 SessionStatus = Literal["idle", "running"]
+SessionSort = Literal["created", "updated"]
 
 
-class Usage(msgspec.Struct, rename="camel", kw_only=True):
-    """Token counters. ``inputTokens`` excludes cached input, so the four parts add up."""
+class Usage(msgspec.Struct, kw_only=True):
+    """Token counters. ``input_tokens`` excludes cached input, so the four parts add up."""
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -24,7 +26,7 @@ class Usage(msgspec.Struct, rename="camel", kw_only=True):
     total_tokens: int = 0
 
     def totalled(self) -> Usage:
-        """Return a copy whose ``totalTokens`` is the sum of the four parts."""
+        """Return a copy whose ``total_tokens`` is the sum of the four parts."""
         return Usage(
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
@@ -37,52 +39,83 @@ class Usage(msgspec.Struct, rename="camel", kw_only=True):
         )
 
 
-USAGE_FIELDS: tuple[str, ...] = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-)
-
-
-class UserInput(msgspec.Struct, rename="camel"):
-    text: str
-
-
-class Response(msgspec.Struct, rename="camel"):
-    text: str
-
-
-class ErrorInfo(msgspec.Struct, rename="camel", kw_only=True):
+class ErrorInfo(msgspec.Struct, kw_only=True):
     code: str
     message: str
     retryable: bool = False
 
 
-class Exchange(msgspec.Struct, rename="camel", kw_only=True):
+class Exchange(msgspec.Struct, kw_only=True):
+    """One user turn and the reply. ``dropped``: cancelled and left out of the history."""
+
     exchange_id: str
-    conversation_id: str
-    user_input: UserInput
-    response: Response
+    session_id: str
+    input_text: str
+    reply_text: str
     status: ExchangeStatus
     finish_reason: str | None = None
     usage: Usage
-    created_at: str
-    completed_at: str | None = None
+    created_ms: int
+    completed_ms: int | None = None
     error: ErrorInfo | None = None
+    parameters: dict[str, str] = msgspec.field(default_factory=dict)
+    dropped: bool = False
 
 
-class Session(msgspec.Struct, rename="camel", kw_only=True):
-    conversation_id: str
+class Session(msgspec.Struct, kw_only=True):
+    """``exchange_count`` counts every exchange begun; ``answered_count`` those that got a
+    reply: completed, or cancelled with a reply the client gave."""
+
+    session_id: str
     agent_id: str
     agent_version: int
     title: str | None
     metadata: dict[str, str]
     refresh_interval_ms: int
     status: SessionStatus
-    message_count: int
+    exchange_count: int
+    answered_count: int
     usage: Usage
-    created_at: str
-    updated_at: str
-    expires_at: str
+    created_ms: int
+    updated_ms: int
+    expires_ms: int
     user_id: str | None = None
+
+
+class Page(msgspec.Struct, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class NewSession(msgspec.Struct, kw_only=True):
+    agent_id: str
+    agent_version: int | None = None
+    title: str | None = None
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    refresh_interval_ms: int | None = None
+    user_id: str | None = None
+
+
+class SessionPatch(msgspec.Struct, kw_only=True):
+    title: str | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+    refresh_interval_ms: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class SessionQuery(msgspec.Struct, kw_only=True):
+    agent_id: str | None = None
+    status: SessionStatus | None = None
+    title_contains: str | None = None
+    user_id: str | None = None
+    sort: SessionSort = "created"
+    descending: bool = True
+    limit: int = 20
+    cursor: str | None = None
+
+
+class Turn(msgspec.Struct, kw_only=True):
+    """A user turn as a surface hands it to the engine."""
+
+    text: str
+    exchange_id: str | None = None
+    parameters: dict[str, str] = msgspec.field(default_factory=dict)

@@ -22,9 +22,10 @@ import msgspec
 from litestar import Litestar, get, post
 from litestar.response import Stream
 
+from server.surfaces.native.wire import Delta, Exchange, Text, usage_out
 from streams.backends.synthetic import SyntheticParams, reply_pieces
 from streams.tokens import count_tokens
-from streams.types import Exchange, Response, Usage, UserInput
+from streams.types import Usage
 
 PROFILE_ENV = "PARLEY_BENCH_BASELINE"
 _RETRY_MS = 2000
@@ -36,13 +37,7 @@ class BaselineProfile(msgspec.Struct, rename="camel", kw_only=True, frozen=True)
 
 
 class _ContinueBody(msgspec.Struct, rename="camel"):
-    user_input: UserInput
-
-
-class _Delta(msgspec.Struct):
-    seq: int
-    text: str
-    usage: Usage
+    user_input: Text
 
 
 def delta_schedule(
@@ -104,16 +99,16 @@ async def _events(
             await asyncio.sleep(delay)
         seq += 1
         usage.output_tokens += tokens
-        delta = _Delta(seq=seq, text=piece, usage=usage.totalled())
+        delta = Delta(seq=seq, text=piece, usage=usage_out(usage.totalled()))
         yield _frame("delta", msgspec.json.encode(delta), f"{time.time_ns() // 1_000_000}-{seq}")
     exchange = Exchange(
         exchange_id=exchange_id,
         conversation_id=conversation_id,
-        user_input=UserInput(text),
-        response=Response("".join(piece for _, piece, _ in schedule)),
+        user_input=Text(text),
+        response=Text("".join(piece for _, piece, _ in schedule)),
         status="completed",
         finish_reason="stop",
-        usage=usage.totalled(),
+        usage=usage_out(usage.totalled()),
         created_at=created,
         completed_at=_stamp(),
     )

@@ -1,80 +1,26 @@
-"""Server-Sent Events for the native surface.
+"""A streamed response that any surface feeds with its own frames.
 
 We write our own small ASGI response rather than use Litestar's ``ServerSentEvent`` or
-sse-starlette: frames are encoded once per delta and shared by every watcher, ready frames
-go out in one write, a client that stops reading is cut off after a send timeout, and on
-shutdown each stream ends with ``event: reconnect`` instead of being dropped.
+sse-starlette: frames are encoded once per event and shared by every watcher of a surface,
+a client that stops reading is cut off after a send timeout, and on shutdown a stream ends
+with the surface's own goodbye instead of being dropped. Each frame is one send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
-import msgspec
 from litestar.types import Receive, Scope, Send
 
-from streams.events import Item
-from streams.watch import Ping, Reconnect, Watch
+log = logging.getLogger("parley.streaming")
 
-log = logging.getLogger("parley.sse")
-
-PING_FRAME = b": ping\n\n"
-SURFACE = "native"
-HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
-
-
-def frame(event: str, data: bytes, event_id: str | None = None) -> bytes:
-    head = f"id: {event_id}\nevent: {event}\ndata: " if event_id else f"event: {event}\ndata: "
-    return head.encode() + data + b"\n\n"
-
-
-def item_frame(item: Item) -> bytes:
-    """The item's native frame, encoded once and shared by every watcher."""
-    cached = item.frames.get(SURFACE)
-    if cached is None:
-        cached = item.frames[SURFACE] = frame(item.kind, item.data, item.id)
-    return cached
-
-
-def retry_frame(retry_ms: int) -> bytes:
-    return f"retry: {retry_ms}\n\n".encode()
-
-
-def reconnect_frame(retry_ms: int) -> bytes:
-    return f"event: reconnect\nretry: {retry_ms}\ndata: {{}}\n\n".encode()
-
-
-def json_frame(event: str, payload: object) -> bytes:
-    return frame(event, msgspec.json.encode(payload))
-
-
-async def native_frames(
-    watch: Watch,
-    retry_ms: int,
-    opening: bytes = b"",
-    on_sent: Callable[[Item], None] | None = None,
-) -> AsyncIterator[bytes]:
-    """``on_sent(item)`` runs once an item's frame is written (the pump asks for the next)."""
-    yield retry_frame(retry_ms) + opening
-    async for event in watch.events():
-        if isinstance(event, Ping):
-            yield PING_FRAME
-        elif isinstance(event, Reconnect):
-            yield reconnect_frame(retry_ms)
-        else:
-            yield item_frame(event)
-            if on_sent is not None:
-                on_sent(event)
+Headers = Sequence[tuple[bytes, bytes]]
 
 
 class OpenStreams:
-    """Every SSE response in flight: how many there are, and a watchdog for stuck sends.
+    """Every streamed response in flight: how many there are, and a watchdog for stuck sends.
 
     One scan a fraction of a second apart replaces a timer around every single send: a
     response whose current send has not finished for ``send_timeout`` is cut off.
@@ -82,15 +28,15 @@ class OpenStreams:
 
     def __init__(self, send_timeout: float) -> None:
         self.send_timeout = send_timeout
-        self._open: set[SseResponse] = set()
+        self._open: set[StreamResponse] = set()
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, response: SseResponse) -> None:
+    def add(self, response: StreamResponse) -> None:
         self._open.add(response)
 
-    def discard(self, response: SseResponse) -> None:
+    def discard(self, response: StreamResponse) -> None:
         self._open.discard(response)
 
     async def watch(self) -> None:
@@ -102,7 +48,7 @@ class OpenStreams:
                 response.check_send(now, self.send_timeout)
 
 
-class SseResponse:
+class StreamResponse:
     """An ASGI app streaming ``frames``; ``on_close(finished)`` runs however it ends.
 
     A client that goes away, or one cut off by the send watchdog, stops the stream by
@@ -113,10 +59,12 @@ class SseResponse:
         self,
         frames: AsyncIterator[bytes],
         *,
+        headers: Headers,
         streams: OpenStreams,
         on_close: Callable[[bool], None] | None = None,
     ) -> None:
         self._frames = frames
+        self._headers = list(headers)
         self._streams = streams
         self._on_close = on_close
         self._sends = 0
@@ -148,7 +96,7 @@ class SseResponse:
         self._streams.add(self)
         listener = asyncio.create_task(self._listen(receive))
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
             finished = await self._pump(send)
         except asyncio.CancelledError:
             if not self._stopping:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from server.wire import MAX_INTERVAL_MS, MIN_INTERVAL_MS, Metadata, check_metadata
+from server.surfaces.native.wire import MAX_INTERVAL_MS, MIN_INTERVAL_MS, Metadata, check_metadata
 from streams.agents import Agent, UpstreamRef
 from streams.backends.base import ModelSpec
 

@@ -1,4 +1,4 @@
-"""The native ``/v1`` surface: camelCase JSON and SSE over the service facade."""
+"""``/v1/sessions``: the native sessions API, camelCase JSON and SSE over the service."""
 
 from __future__ import annotations
 
@@ -9,25 +9,30 @@ from litestar import Router, delete, get, patch, post
 from litestar.params import Parameter
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
-from litestar.types import ASGIApp
+from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
 from server.settings import Settings
-from server.sse import OpenStreams, SseResponse, json_frame, native_frames
-from server.wire import (
+from server.streaming import OpenStreams, StreamResponse
+from server.surfaces.native.frames import HEADERS, json_frame, native_frames
+from server.surfaces.native.wire import (
     BatchDelete,
     BatchDeleteResult,
     CancelBody,
     ContinueBody,
     CreateSession,
+    Exchange,
+    Page,
     PatchSession,
+    Session,
     Started,
+    exchange_out,
+    page_out,
+    session_out,
 )
 from streams.errors import InvalidInput
-from streams.paging import Page
 from streams.service import ConversationService
-from streams.store import NewSession, SessionPatch, SessionQuery
-from streams.types import Exchange, Session
+from streams.types import NewSession, SessionPatch, SessionQuery, Turn
 
 _STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 _U64 = 2**64
@@ -46,7 +51,7 @@ def _is_stream_id(value: str) -> bool:
 def _new_session(body: CreateSession) -> NewSession:
     return NewSession(
         agent_id=body.agent_id,
-        agent_version=body.agent_version or 0,
+        agent_version=body.agent_version,
         title=body.title,
         metadata=body.metadata,
         refresh_interval_ms=body.refresh_interval_ms,
@@ -58,7 +63,7 @@ def _new_session(body: CreateSession) -> NewSession:
 async def create_session(
     data: CreateSession, service: ConversationService, principal: str
 ) -> Session:
-    return await service.create_session(principal, _new_session(data))
+    return session_out(await service.create_session(principal, _new_session(data)))
 
 
 @get("/", summary="List sessions")
@@ -77,14 +82,14 @@ async def list_sessions(
     query = SessionQuery(
         agent_id=agent_id,
         status=status,
-        q=q,
+        title_contains=q,
         user_id=user_id,
-        sort=sort,
-        order=order,
+        sort="created" if sort == "createdAt" else "updated",
+        descending=order == "desc",
         limit=limit,
         cursor=cursor,
     )
-    return await service.list_sessions(principal, query)
+    return page_out(await service.list_sessions(principal, query), session_out)
 
 
 @get("/{conversation_id:str}", summary="Get a session")
@@ -96,8 +101,8 @@ async def get_session(
 ) -> Session:
     if auto_create:
         new = _new_session(CreateSession())
-        return await service.get_or_create_session(principal, conversation_id, new)
-    return await service.get_session(principal, conversation_id)
+        return session_out(await service.get_or_create_session(principal, conversation_id, new))
+    return session_out(await service.get_session(principal, conversation_id))
 
 
 @patch("/{conversation_id:str}", summary="Change a session's title, metadata or interval")
@@ -107,7 +112,7 @@ async def update_session(
     patch_ = SessionPatch(
         title=data.title, metadata=data.metadata, refresh_interval_ms=data.refresh_interval_ms
     )
-    return await service.update_session(principal, conversation_id, patch_)
+    return session_out(await service.update_session(principal, conversation_id, patch_))
 
 
 @delete("/{conversation_id:str}", summary="Delete a session and every key it has")
@@ -137,7 +142,8 @@ async def list_exchanges(
     limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
     cursor: str | None = None,
 ) -> Page[Exchange]:
-    return await service.list_exchanges(principal, conversation_id, limit, cursor)
+    page = await service.list_exchanges(principal, conversation_id, limit, cursor)
+    return page_out(page, exchange_out)
 
 
 @post(
@@ -148,9 +154,8 @@ async def list_exchanges(
 async def blocking_continue(
     conversation_id: Sid, data: ContinueBody, service: ConversationService, principal: str
 ) -> Exchange:
-    return await service.blocking_continue(
-        principal, conversation_id, data.user_input.text, data.message_id
-    )
+    turn = Turn(text=data.user_input.text, exchange_id=data.message_id)
+    return exchange_out(await service.blocking_continue(principal, conversation_id, turn))
 
 
 @post(
@@ -167,9 +172,8 @@ async def streaming_continue(
     open_streams: OpenStreams,
     exporter: MetricsExporter,
 ) -> ASGIApp:
-    watch = await service.streaming_continue(
-        principal, conversation_id, data.user_input.text, data.message_id
-    )
+    turn = Turn(text=data.user_input.text, exchange_id=data.message_id)
+    watch = await service.streaming_continue(principal, conversation_id, turn)
     opening = json_frame("started", Started(watch.xid, conversation_id))
     xid = watch.xid
 
@@ -178,7 +182,7 @@ async def streaming_continue(
             service.cancel_local(conversation_id, xid)
 
     frames = native_frames(watch, settings.retry_ms, opening, exporter.metrics.delivered)
-    return SseResponse(frames, streams=open_streams, on_close=on_close)
+    return StreamResponse(frames, headers=HEADERS, streams=open_streams, on_close=on_close)
 
 
 @get("/{conversation_id:str}/stream", summary="Join or resume the exchange in flight (SSE)")
@@ -194,14 +198,13 @@ async def stream(
     after = last_event_id or last_event_id_query
     if after is not None and not _is_stream_id(after):
         raise InvalidInput(
-            "Last-Event-ID must be an event id this server sent, like 1700000000000-0",
-            details={"field": "Last-Event-ID"},
+            "must be an event id this server sent, like 1700000000000-0", field="Last-Event-ID"
         )
     watch = await service.watch(principal, conversation_id, after)
     if watch is None:
         return ASGIResponse(status_code=HTTP_204_NO_CONTENT)
     frames = native_frames(watch, settings.retry_ms)
-    return SseResponse(frames, streams=open_streams)
+    return StreamResponse(frames, headers=HEADERS, streams=open_streams)
 
 
 @post("/{conversation_id:str}/cancel", summary="Cancel the running exchange", status_code=200)
@@ -212,11 +215,12 @@ async def cancel(
     data: CancelBody | None = None,
 ) -> Exchange:
     message_id = data.message_id if data else None
-    return await service.cancel(principal, conversation_id, message_id)
+    return exchange_out(await service.cancel(principal, conversation_id, message_id))
 
 
-def sessions_router() -> Router:
+def sessions_router(dependencies: Dependencies) -> Router:
     return Router(
+        dependencies=dependencies,
         path="/v1/sessions",
         route_handlers=[
             create_session,

@@ -11,11 +11,12 @@ from typing import Annotated
 from litestar import Router, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
+from litestar.types import Dependencies
 
-from server.agent_wire import AGENT_ID_PATTERN, CreateAgent, PublishVersion
+from server.surfaces.native.agent_wire import AGENT_ID_PATTERN, CreateAgent, PublishVersion
+from server.surfaces.native.wire import Page
 from streams.agent_store import RedisAgentCatalog
 from streams.agents import Agent
-from streams.paging import Page
 
 AgentIdParam = Annotated[str, Parameter(description="The agent's id.", pattern=AGENT_ID_PATTERN)]
 Limit = Annotated[int, Parameter(ge=1, le=100)]
@@ -30,7 +31,8 @@ async def create_agent(data: CreateAgent, agents: RedisAgentCatalog, principal: 
 async def list_agents(
     agents: RedisAgentCatalog, principal: str, limit: Limit = 20, cursor: str | None = None
 ) -> Page[Agent]:
-    return await agents.list_agents(limit, cursor)
+    page = await agents.list_agents(limit, cursor)
+    return Page(page.items, page.next_cursor)
 
 
 @get("/{agent_id:str}", summary="An agent's latest version")
@@ -58,7 +60,8 @@ async def list_versions(
     limit: Limit = 20,
     cursor: str | None = None,
 ) -> Page[Agent]:
-    return await agents.list_versions(agent_id, limit, cursor)
+    page = await agents.list_versions(agent_id, limit, cursor)
+    return Page(page.items, page.next_cursor)
 
 
 @get("/{agent_id:str}/versions/{version:int}", summary="One version of an agent")
@@ -71,8 +74,9 @@ async def get_version(
     return await agents.get(agent_id, version)
 
 
-def agents_router() -> Router:
+def agents_router(dependencies: Dependencies) -> Router:
     return Router(
+        dependencies=dependencies,
         path="/v1/agents",
         route_handlers=[
             create_agent,

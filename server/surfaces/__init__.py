@@ -1,0 +1,52 @@
+"""The APIs Parley speaks. Each surface is a package: routers, wire Structs, error envelope,
+authentication and stream renderer; the engine behind them is the same.
+
+The app factory builds the enabled surfaces and lets :class:`Surfaces` pick, by path, whose
+envelope an error is rendered in, Litestar's own errors included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request, Response, Router
+from litestar.types import ExceptionHandlersMap
+
+from server.surfaces.errors import Problem, problem_of
+
+Renderer = Callable[[Request[Any, Any, Any], Problem], Response[Any]]
+
+
+@dataclass(frozen=True)
+class Surface:
+    name: str
+    prefix: str
+    routers: Sequence[Router]
+    render: Renderer
+
+
+class Surfaces:
+    """The enabled surfaces; ``fallback`` renders errors on paths that belong to none."""
+
+    def __init__(self, surfaces: Sequence[Surface], fallback: Renderer) -> None:
+        self._by_prefix = sorted(surfaces, key=lambda s: len(s.prefix), reverse=True)
+        self._fallback = fallback
+        self.names = [s.name for s in surfaces]
+
+    @property
+    def routers(self) -> list[Router]:
+        return [router for surface in self._by_prefix for router in surface.routers]
+
+    def renderer(self, path: str) -> Renderer:
+        for surface in self._by_prefix:
+            if path == surface.prefix or path.startswith(surface.prefix + "/"):
+                return surface.render
+        return self._fallback
+
+    def handle(self, request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+        return self.renderer(request.url.path)(request, problem_of(request, exc))
+
+    def exception_handlers(self) -> ExceptionHandlersMap:
+        return {Exception: self.handle}

@@ -1,0 +1,126 @@
+"""The one table every surface renders errors from: what went wrong, and its HTTP status.
+
+An exception, whether the engine's or Litestar's own (validation, unknown route, 405, 413),
+becomes a :class:`Problem`; the surface whose path was hit renders it in its own envelope.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Request
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotAuthorizedException,
+    NotFoundException,
+    SerializationException,
+    ValidationException,
+)
+
+from streams.errors import EngineError, ErrorKind, Unavailable
+
+log = logging.getLogger("parley.http")
+
+ProblemKind = ErrorKind | str
+
+STATUS: dict[str, int] = {
+    "invalid": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "not_acceptable": 406,
+    "busy": 409,
+    "not_running": 409,
+    "conflict": 409,
+    "too_large": 413,
+    "unsupported_media_type": 415,
+    "rate_limited": 429,
+    "internal": 500,
+    "unavailable": 503,
+}
+_KIND_OF_STATUS = {status: kind for kind, status in STATUS.items()}
+_KIND_OF_STATUS[409] = "conflict"
+
+# Codes of Litestar's own errors; an engine error carries its own code.
+_HTTP_CODES = {
+    "invalid": "invalid_request",
+    "unauthorized": "unauthorized",
+    "forbidden": "forbidden",
+    "not_found": "not_found",
+    "method_not_allowed": "method_not_allowed",
+    "too_large": "body_too_large",
+    "unsupported_media_type": "unsupported_media_type",
+    "rate_limited": "rate_limited",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An error ready to render: ``details`` use the engine's field names."""
+
+    kind: ProblemKind
+    code: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    error: EngineError | None = None
+
+    @property
+    def status(self) -> int:
+        return STATUS.get(self.kind, 500)
+
+
+def problem_of(request: Request[Any, Any, Any], exc: Exception) -> Problem:
+    if isinstance(exc, EngineError):
+        return _engine_problem(exc)
+    if isinstance(exc, ValidationException):
+        return _validation_problem(exc)
+    if isinstance(exc, HTTPException):
+        return _http_problem(request, exc)
+    log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
+    return Problem("internal", "internal_error", "the server failed to handle this")
+
+
+def _engine_problem(exc: EngineError) -> Problem:
+    headers = {}
+    if isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+        cause = f"{type(exc.__cause__).__name__}: {exc.__cause__}"
+        log.warning("unavailable", extra={"reason": exc.message, "cause": cause})
+    return Problem(exc.kind, exc.code, exc.message, exc.details, headers, exc)
+
+
+def _validation_problem(exc: ValidationException) -> Problem:
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    fields = [p for p in problems if isinstance(p, dict)]
+    if fields:
+        first = fields[0]
+        where = first.get("key")
+        text = first.get("message", "is not valid")
+        message = text if where in (None, "", "data") else f"{where}: {text}"
+    else:
+        message = exc.detail or "the request is not valid"
+    details = {"fields": fields} if fields else {}
+    return Problem("invalid", "invalid_request", message, details)
+
+
+def _http_problem(request: Request[Any, Any, Any], exc: HTTPException) -> Problem:
+    kind = _KIND_OF_STATUS.get(exc.status_code, "internal")
+    message = exc.detail
+    headers = dict(exc.headers or {})
+    if isinstance(exc, NotFoundException) and message == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    elif isinstance(exc, MethodNotAllowedException):
+        message = f"{request.method} is not allowed on {request.url.path}"
+    elif isinstance(exc.__cause__, SerializationException):
+        # msgspec's own words ("Input data was truncated") do not say what was wrong.
+        message = f"the request body is not valid JSON: {message}"
+    elif kind == "too_large":
+        message = "the request body is larger than the server accepts"
+    if isinstance(exc, NotAuthorizedException):
+        headers["WWW-Authenticate"] = "Bearer"
+    return Problem(kind, _HTTP_CODES.get(kind, "http_error"), message, headers=headers)

@@ -1,0 +1,29 @@
+"""The native API under ``/v1``: the template every other surface follows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.di import Provide
+
+from server.auth import Authenticator, bearer
+from server.surfaces import Surface
+from server.surfaces.native.agents import agents_router
+from server.surfaces.native.errors import render
+
+__all__ = ["render", "surface"]
+from server.surfaces.native.sessions import sessions_router
+
+
+def surface(auth: Authenticator) -> Surface:
+    def principal(request: Request[Any, Any, Any]) -> str:
+        key = bearer(request)
+        if key is None and request.method == "GET":
+            # EventSource cannot send headers; it may pass the key in the query instead.
+            key = request.query_params.get("access_token")
+        return auth.principal(request, key)
+
+    dependencies = {"principal": Provide(principal, sync_to_thread=False)}
+    routers = [sessions_router(dependencies), agents_router(dependencies)]
+    return Surface(name="native", prefix="/v1", routers=routers, render=render)
