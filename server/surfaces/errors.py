@@ -68,13 +68,24 @@ class Problem:
     details: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     error: EngineError | None = None
+    own: bool = False
 
     @property
     def status(self) -> int:
         return STATUS.get(self.kind, 500)
 
 
+class SurfaceError(Exception):
+    """An error a surface raises in its own words: ``code`` and ``details`` are its API's."""
+
+    def __init__(self, kind: ProblemKind, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.problem = Problem(kind, code, message, details, own=True)
+
+
 def problem_of(request: Request[Any, Any, Any], exc: Exception) -> Problem:
+    if isinstance(exc, SurfaceError):
+        return exc.problem
     if isinstance(exc, EngineError):
         return _engine_problem(exc)
     if isinstance(exc, ValidationException):

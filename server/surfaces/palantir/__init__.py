@@ -1,0 +1,23 @@
+"""Palantir AIP Agents v2 under ``/api/v2/aipAgents``, where ``foundry_sdk`` sends it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.di import Provide
+
+from server.auth import Authenticator, bearer
+from server.surfaces import Surface
+from server.surfaces.palantir.agents import agents_router
+from server.surfaces.palantir.errors import render
+from server.surfaces.palantir.sessions import sessions_router
+
+
+def surface(auth: Authenticator) -> Surface:
+    def principal(request: Request[Any, Any, Any]) -> str:
+        return auth.principal(request, bearer(request))
+
+    dependencies = {"principal": Provide(principal, sync_to_thread=False)}
+    routers = [sessions_router(dependencies), agents_router(dependencies)]
+    return Surface(name="palantir", prefix="/api/v2/aipAgents", routers=routers, render=render)

@@ -1,0 +1,186 @@
+"""The Palantir AIP Agents v2 wire: camelCase bodies and responses, and their mapping.
+
+Request bodies accept unknown fields, as Palantir's own server does, so newer SDKs that send
+more still work. Optional response fields are omitted when empty: the SDK pages while
+``nextPageToken`` is present.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from server.surfaces.palantir.ids import agent_rid, session_rid, trace_id, version_string
+from streams import types as domain
+from streams.agents import Agent as DomainAgent
+from streams.clock import iso
+
+PageSize = Annotated[int, msgspec.Meta(ge=1, le=100)]
+TITLE_MAX = 200
+
+
+class UserTextInput(msgspec.Struct):
+    text: str
+
+
+class CreateSessionRequest(msgspec.Struct, rename="camel", kw_only=True):
+    agent_version: str | None = None
+
+
+class ContinueRequest(msgspec.Struct, rename="camel", kw_only=True):
+    """blockingContinue and streamingContinue; ``messageId`` is streaming's only.
+
+    ``parameterInputs`` values are checked by type in the handler, so a type Parley does not
+    take gets Palantir's own ``InvalidParameterType`` rather than a generic 400.
+    """
+
+    user_input: UserTextInput
+    parameter_inputs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    contexts_override: list[dict[str, Any]] | None = None
+    session_trace_id: str | None = None
+    message_id: str | None = None
+
+
+class RagContextRequest(msgspec.Struct, rename="camel", kw_only=True):
+    user_input: UserTextInput
+    parameter_inputs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+
+
+class CancelRequest(msgspec.Struct, rename="camel", kw_only=True):
+    message_id: str
+    response: str | None = None
+
+
+class UpdateTitleRequest(msgspec.Struct, kw_only=True):
+    title: str
+
+
+class SessionMetadata(msgspec.Struct, rename="camel", kw_only=True):
+    title: str
+    created_time: str
+    updated_time: str
+    message_count: int
+    estimated_expires_time: str
+
+
+class Session(msgspec.Struct, rename="camel", kw_only=True):
+    rid: str
+    agent_rid: str
+    agent_version: str
+    metadata: SessionMetadata
+
+
+class SessionsPage(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=True):
+    data: list[Session]
+    next_page_token: str | None = None
+
+
+class StringParameterValue(msgspec.Struct, kw_only=True):
+    type: Literal["string"] = "string"
+    value: str
+
+
+class SessionExchangeResult(msgspec.Struct, rename="camel", kw_only=True):
+    agent_markdown_response: str
+    parameter_updates: dict[str, StringParameterValue]
+    total_tokens_used: int
+    interrupted_output: bool
+    session_trace_id: str
+
+
+class Contexts(msgspec.Struct, rename="camel", kw_only=True):
+    object_contexts: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    function_retrieved_contexts: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+class SessionExchange(msgspec.Struct, rename="camel", kw_only=True):
+    user_input: UserTextInput
+    result: SessionExchangeResult
+
+
+class Content(msgspec.Struct, kw_only=True):
+    exchanges: list[SessionExchange]
+
+
+class CancelSessionResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    result: SessionExchangeResult | None = None
+
+
+class SessionTrace(msgspec.Struct, rename="camel", kw_only=True):
+    id: str
+    status: Literal["IN_PROGRESS", "COMPLETE"]
+    tool_call_groups: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+class AgentMetadata(msgspec.Struct, rename="camel", kw_only=True):
+    display_name: str
+    description: str | None = None
+    input_placeholder: str | None = None
+    suggested_prompts: list[str] = msgspec.field(default_factory=list)
+
+
+class Agent(msgspec.Struct, kw_only=True):
+    rid: str
+    version: str
+    metadata: AgentMetadata
+    parameters: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class AgentVersionDetails(msgspec.Struct, kw_only=True):
+    major: int
+    minor: int = 0
+
+
+class AgentVersion(msgspec.Struct, kw_only=True):
+    string: str
+    version: AgentVersionDetails
+
+
+class AgentVersionsPage(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=True):
+    data: list[AgentVersion]
+    next_page_token: str | None = None
+
+
+def session_out(s: domain.Session) -> Session:
+    """Palantir counts messages, a user's and the agent's per answered exchange."""
+    return Session(
+        rid=session_rid(s.session_id),
+        agent_rid=agent_rid(s.agent_id),
+        agent_version=version_string(s.agent_version),
+        metadata=SessionMetadata(
+            title=s.title or "",
+            created_time=iso(s.created_ms),
+            updated_time=iso(s.updated_ms),
+            message_count=2 * s.answered_count,
+            estimated_expires_time=iso(s.expires_ms),
+        ),
+    )
+
+
+def result_out(x: domain.Exchange) -> SessionExchangeResult:
+    return SessionExchangeResult(
+        agent_markdown_response=x.reply_text,
+        parameter_updates={},
+        total_tokens_used=x.usage.total_tokens,
+        interrupted_output=x.status != "completed",
+        session_trace_id=trace_id(x.exchange_id),
+    )
+
+
+def exchange_out(x: domain.Exchange) -> SessionExchange:
+    return SessionExchange(user_input=UserTextInput(x.input_text), result=result_out(x))
+
+
+def agent_out(a: DomainAgent) -> Agent:
+    return Agent(
+        rid=agent_rid(a.agent_id),
+        version=version_string(a.version),
+        metadata=AgentMetadata(display_name=a.name, description=a.description or None),
+    )
+
+
+def agent_version_out(a: DomainAgent) -> AgentVersion:
+    return AgentVersion(
+        string=version_string(a.version), version=AgentVersionDetails(major=a.version)
+    )
