@@ -4,10 +4,14 @@ uvicorn process: the SDK is the client, unchanged, so any path it cannot reach i
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import foundry_sdk
@@ -25,7 +29,7 @@ from tests.support.palantir import (
     in_thread,
     read_stream,
 )
-from tests.support.servers import ServerFactory, ServerProcess
+from tests.support.servers import ServerFactory, ServerProcess, ServerStartError
 from tests.support.sse import stream_events
 
 ECHO = agent_rid("echo")
@@ -494,3 +498,93 @@ async def test_a_palantir_session_is_resumed_on_native_and_read_back_on_palantir
     [stored] = sessions(sdk).Content.get(ECHO, created.rid).exchanges
     assert stored.result.agent_markdown_response == joined
     assert done.json()["usage"]["totalTokens"] == stored.result.total_tokens_used
+
+
+def test_the_readme_snippet_runs_unchanged_but_for_the_port(shared_server: ServerProcess) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### Palantir AIP Agents v2", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S)
+    assert snippet is not None
+    code = snippet.group(1).replace("127.0.0.1:8000", f"127.0.0.1:{shared_server.port}")
+
+    ran = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[-2].startswith("Hello -> ") and lines[-1].startswith("And more -> ")
+
+
+# --- Litestar's own errors, and turning the surface off ----------------------------------------
+
+
+def assert_palantir_error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"errorCode", "errorName", "errorInstanceId", "parameters"}
+    uuid.UUID(body["errorInstanceId"])
+    return body
+
+
+async def test_a_body_of_the_wrong_shape_gets_400_in_palantirs_envelope(
+    sdk: foundry_sdk.FoundryClient, http: httpx.AsyncClient
+) -> None:
+    created = sessions(sdk).create(ECHO)
+    url = f"/api/v2/aipAgents/agents/{ECHO}/sessions/{created.rid}/blockingContinue"
+
+    response = await http.post(url, json={"userInput": {"text": 5}, "parameterInputs": {}})
+
+    body = assert_palantir_error(response, 400)
+    assert body["errorCode"] == "INVALID_ARGUMENT"
+    assert "userInput.text" in body["parameters"]["message"]
+
+
+async def test_an_unknown_path_under_the_surface_gets_404_in_palantirs_envelope(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get("/api/v2/aipAgents/nothing-here")
+
+    assert assert_palantir_error(response, 404)["errorCode"] == "NOT_FOUND"
+
+
+async def test_a_method_not_allowed_gets_405_in_palantirs_envelope(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.patch(f"/api/v2/aipAgents/agents/{ECHO}/sessions")
+
+    assert_palantir_error(response, 405)
+
+
+async def test_an_oversized_body_gets_413_in_palantirs_envelope(
+    sdk: foundry_sdk.FoundryClient, http: httpx.AsyncClient
+) -> None:
+    created = sessions(sdk).create(ECHO)
+    url = f"/api/v2/aipAgents/agents/{ECHO}/sessions/{created.rid}/blockingContinue"
+    body = {"userInput": {"text": "x" * 2_000_000}, "parameterInputs": {}}
+
+    response = await http.post(url, json=body)
+
+    assert assert_palantir_error(response, 413)["errorCode"] == "REQUEST_ENTITY_TOO_LARGE"
+    assert sessions(sdk).Content.get(ECHO, created.rid).exchanges == []
+
+
+async def test_a_surface_turned_off_is_not_served(server_factory: ServerFactory) -> None:
+    server = server_factory({"PARLEY_SURFACES": "native"})
+
+    async with server.client() as http:
+        palantir = await http.get("/api/v2/aipAgents/agents/allSessions")
+        native = await http.get("/v1/sessions")
+
+    assert palantir.status_code == 404
+    assert "error" in palantir.json()
+    assert native.status_code == 200
+
+
+def test_an_unknown_surface_stops_the_server_with_a_clear_message(
+    server_factory: ServerFactory,
+) -> None:
+    with pytest.raises(ServerStartError) as failed:
+        server_factory({"PARLEY_SURFACES": "native,qoder-typo"})
+
+    assert "PARLEY_SURFACES: unknown surface qoder-typo" in str(failed.value)
