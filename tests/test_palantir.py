@@ -11,6 +11,7 @@ import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -324,78 +325,78 @@ def test_the_buffered_streaming_call_returns_the_whole_reply(
     assert body.decode() == echo_reply(words(5))
 
 
+@dataclass
+class Streaming:
+    """A long reply streaming in a thread of its own, its first chunk already in."""
+
+    rid: str
+    message_id: str
+    reader: asyncio.Task[Streamed]
+
+
+async def streaming_lorem(sdk: foundry_sdk.FoundryClient) -> Streaming:
+    rid = sessions(sdk).create(LOREM).rid
+    message_id = str(uuid.uuid4())
+    first = threading.Event()
+
+    def read() -> Streamed:
+        return read_stream(
+            sdk, LOREM, rid, "go", message_id=message_id, on_chunk=lambda _count: first.set()
+        )
+
+    reader = asyncio.create_task(in_thread(read))
+    await in_thread(lambda: first.wait(10))
+    return Streaming(rid, message_id, reader)
+
+
 async def test_a_trace_is_in_progress_while_its_exchange_streams(
     sdk: foundry_sdk.FoundryClient,
 ) -> None:
-    created = sessions(sdk).create(LOREM)
-    message_id = str(uuid.uuid4())
-    first = threading.Event()
-    reader = asyncio.create_task(
-        in_thread(lambda: _stream_until_told(sdk, created.rid, message_id, first))
-    )
+    running = await streaming_lorem(sdk)
 
-    await in_thread(lambda: first.wait(10))
-    trace = await in_thread(lambda: sessions(sdk).SessionTrace.get(LOREM, created.rid, message_id))
-    await in_thread(lambda: sessions(sdk).cancel(LOREM, created.rid, message_id=message_id))
-    await reader
+    trace = await in_thread(
+        lambda: sessions(sdk).SessionTrace.get(LOREM, running.rid, running.message_id)
+    )
+    await in_thread(lambda: sessions(sdk).cancel(LOREM, running.rid, message_id=running.message_id))
+    await running.reader
 
     assert trace.status == "IN_PROGRESS"
-
-
-def _stream_until_told(
-    sdk: foundry_sdk.FoundryClient, rid: str, message_id: str, first: threading.Event
-) -> Streamed:
-    return read_stream(
-        sdk, LOREM, rid, "go", message_id=message_id, on_chunk=lambda _count: first.set()
-    )
 
 
 async def test_cancel_with_a_response_stores_that_response_as_interrupted(
     sdk: foundry_sdk.FoundryClient,
 ) -> None:
-    created = sessions(sdk).create(LOREM)
-    message_id = str(uuid.uuid4())
-    first = threading.Event()
-    reader = asyncio.create_task(
-        in_thread(lambda: _stream_until_told(sdk, created.rid, message_id, first))
-    )
-    await in_thread(lambda: first.wait(10))
+    running = await streaming_lorem(sdk)
 
     cancelled = await in_thread(
         lambda: sessions(sdk).cancel(
-            LOREM, created.rid, message_id=message_id, response="Stopped by the user."
+            LOREM, running.rid, message_id=running.message_id, response="Stopped by the user."
         )
     )
-    streamed = await reader
+    streamed = await running.reader
 
     assert cancelled.result is not None
     assert cancelled.result.agent_markdown_response == "Stopped by the user."
     assert cancelled.result.interrupted_output is True
     assert 0 < len(streamed.text) < len(synthetic_reply("go", _lorem_params()))
-    [stored] = sessions(sdk).Content.get(LOREM, created.rid).exchanges
+    [stored] = sessions(sdk).Content.get(LOREM, running.rid).exchanges
     assert stored.result == cancelled.result
-    assert sessions(sdk).get(LOREM, created.rid).metadata.message_count == 2
+    assert sessions(sdk).get(LOREM, running.rid).metadata.message_count == 2
 
 
 async def test_cancel_without_a_response_leaves_the_exchange_out_of_the_session(
     sdk: foundry_sdk.FoundryClient,
 ) -> None:
-    created = sessions(sdk).create(LOREM)
-    message_id = str(uuid.uuid4())
-    first = threading.Event()
-    reader = asyncio.create_task(
-        in_thread(lambda: _stream_until_told(sdk, created.rid, message_id, first))
-    )
-    await in_thread(lambda: first.wait(10))
+    running = await streaming_lorem(sdk)
 
     cancelled = await in_thread(
-        lambda: sessions(sdk).cancel(LOREM, created.rid, message_id=message_id)
+        lambda: sessions(sdk).cancel(LOREM, running.rid, message_id=running.message_id)
     )
-    await reader
+    await running.reader
 
     assert cancelled.result is None
-    assert sessions(sdk).Content.get(LOREM, created.rid).exchanges == []
-    assert sessions(sdk).get(LOREM, created.rid).metadata.message_count == 0
+    assert sessions(sdk).Content.get(LOREM, running.rid).exchanges == []
+    assert sessions(sdk).get(LOREM, running.rid).metadata.message_count == 0
 
 
 def test_cancel_of_an_exchange_not_running_raises_message_not_in_progress(
@@ -410,22 +411,16 @@ def test_cancel_of_an_exchange_not_running_raises_message_not_in_progress(
 async def test_a_continue_on_a_busy_session_raises_conflict(
     sdk: foundry_sdk.FoundryClient,
 ) -> None:
-    created = sessions(sdk).create(LOREM)
-    message_id = str(uuid.uuid4())
-    first = threading.Event()
-    reader = asyncio.create_task(
-        in_thread(lambda: _stream_until_told(sdk, created.rid, message_id, first))
-    )
-    await in_thread(lambda: first.wait(10))
+    running = await streaming_lorem(sdk)
 
     with pytest.raises(foundry_sdk.ConflictError):
         await in_thread(
             lambda: sessions(sdk).blocking_continue(
-                LOREM, created.rid, user_input={"text": "again"}, parameter_inputs={}
+                LOREM, running.rid, user_input={"text": "again"}, parameter_inputs={}
             )
         )
-    await in_thread(lambda: sessions(sdk).cancel(LOREM, created.rid, message_id=message_id))
-    await reader
+    await in_thread(lambda: sessions(sdk).cancel(LOREM, running.rid, message_id=running.message_id))
+    await running.reader
 
 
 def _lorem_params() -> SyntheticParams:
