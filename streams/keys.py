@@ -34,9 +34,6 @@ class Keys:
     def index(self, owner: str, sort: str) -> str:
         return f"{self.prefix}:{{idx:{owner}}}:{sort}"
 
-    def sequence(self, owner: str) -> str:
-        return f"{self.prefix}:{{idx:{owner}}}:seq"
-
     def agent(self, agent_id: str) -> str:
         """One agent's versions (a hash). Agents share one hash tag: the registry is small."""
         return f"{self.prefix}:{{agents}}:a:{agent_id}"
@@ -46,7 +43,3 @@ class Keys:
 
     def control(self) -> str:
         return f"{self.prefix}:control"
-
-    def channel_sid(self, channel: str) -> str:
-        """Invert :meth:`channel`."""
-        return channel[len(self.prefix) + 2 : -len("}:events")]
