@@ -6,6 +6,9 @@
 - `redis_factory`: private Redis processes for tests that stop/restart/kill one.
 - `shared_server` / `client`: one app process with default settings for the whole session.
 - `server_factory`: app processes of a test's own (env overrides, workers), stopped at teardown.
+- `upstream` / `parley` / `http`: per module, the fake OpenAI/Anthropic upstream and an app
+  process wired to it (tests/support/agents.py); `http` is a client on that app, per test, with
+  the upstream reset to its default reply first.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import pytest
 from redis.asyncio import Redis
 
 from server.embedded_redis import RedisProcess
+from tests.support.agents import start_upstream_server
 from tests.support.servers import ServerFactory, ServerProcess, new_key_prefix, start_server
+from tests.support.upstream import UpstreamServer
 
 RedisFactory = Callable[..., RedisProcess]
 
@@ -87,3 +92,29 @@ def server_factory(tmp_path: Path, redis_url: str, key_prefix: str) -> Iterator[
     factory = ServerFactory(tmp_path / "servers", redis_url=redis_url, key_prefix=key_prefix)
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[UpstreamServer]:
+    with UpstreamServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def parley(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    upstream: UpstreamServer,
+) -> Iterator[ServerProcess]:
+    name = request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    server = start_upstream_server(tmp_path_factory.mktemp(name), redis_url, upstream)
+    yield server
+    server.terminate()
+
+
+@pytest.fixture
+async def http(parley: ServerProcess, upstream: UpstreamServer) -> AsyncIterator[httpx.AsyncClient]:
+    upstream.reset()
+    async with parley.client() as client:
+        yield client

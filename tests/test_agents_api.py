@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -12,37 +11,13 @@ from tests.support.agents import (
     TEAM_KEY,
     TEAM_KEY_ENV,
     agent_body,
-    ask,
     create_agent,
     new_agent_id,
-    new_session,
-    start_upstream_server,
     upstream_env,
 )
-from tests.support.servers import ServerFactory, ServerProcess
+from tests.support.native import blocking_continue, create_sid
+from tests.support.servers import ServerFactory
 from tests.support.upstream import UpstreamServer
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def parley(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, upstream: UpstreamServer
-) -> Iterator[ServerProcess]:
-    server = start_upstream_server(tmp_path_factory.mktemp("agents-api"), redis_url, upstream)
-    yield server
-    server.terminate()
-
-
-@pytest.fixture
-async def http(parley: ServerProcess, upstream: UpstreamServer) -> AsyncIterator[httpx.AsyncClient]:
-    upstream.reset()
-    async with parley.client() as client:
-        yield client
 
 
 async def publish(client: httpx.AsyncClient, agent_id: str, **fields: Any) -> dict[str, Any]:
@@ -114,9 +89,9 @@ async def test_unknown_agents_and_versions_are_404(http: httpx.AsyncClient) -> N
 
 async def test_the_builtin_agents_are_listed_and_still_answer(http: httpx.AsyncClient) -> None:
     listed = await get_json(http, "/v1/agents", limit=100)
-    sid = await new_session(http, "echo")
+    sid = await create_sid(http, agentId="echo")
 
-    exchange = await ask(http, sid, "say this back")
+    exchange = await blocking_continue(http, sid, "say this back")
 
     ids = [agent["agentId"] for agent in listed["data"]]
     assert {"default", "echo"} <= set(ids)
@@ -279,7 +254,7 @@ async def test_an_agent_shows_its_key_variable_name_never_the_key(
         await http.get("/v1/agents", params={"limit": 100}),
     ]
 
-    exchange = await ask(http, await new_session(http, agent_id), "hi")
+    exchange = await blocking_continue(http, await create_sid(http, agentId=agent_id), "hi")
 
     assert created.json()["upstream"] == {"baseUrl": None, "apiKeyEnv": TEAM_KEY_ENV}
     assert all(TEAM_KEY not in r.text for r in [created, *reads])
@@ -293,7 +268,7 @@ async def test_the_server_key_never_goes_to_an_agent_s_own_base_url(
     own_url = upstream.openai_base_url.replace("127.0.0.1", "localhost")
     agent = await create_agent(http, **agent_body("openai", upstream={"baseUrl": own_url}))
 
-    exchange = await ask(http, await new_session(http, agent["agentId"]), "hi")
+    exchange = await blocking_continue(http, await create_sid(http, agentId=agent["agentId"]), "hi")
 
     assert exchange["status"] == "completed"
     assert upstream.requests[-1].headers["authorization"] == "Bearer no-key"
@@ -325,13 +300,13 @@ async def test_a_session_keeps_its_version_after_a_new_one_is_published(
 ) -> None:
     agent = await create_agent(http, **agent_body("openai", instructions="You are version one."))
     agent_id = agent["agentId"]
-    pinned = await new_session(http, agent_id)
+    pinned = await create_sid(http, agentId=agent_id)
     await publish(http, agent_id, instructions="You are version two.")
 
-    await ask(http, pinned, "who are you?")
+    await blocking_continue(http, pinned, "who are you?")
     old_prompt = system_prompt(upstream)
-    latest = await new_session(http, agent_id)
-    await ask(http, latest, "who are you?")
+    latest = await create_sid(http, agentId=agent_id)
+    await blocking_continue(http, latest, "who are you?")
     new_prompt = system_prompt(upstream)
 
     assert (await get_json(http, f"/v1/sessions/{pinned}"))["agentVersion"] == 1
@@ -346,8 +321,8 @@ async def test_a_session_may_ask_for_an_older_version(
     agent = await create_agent(http, **agent_body("openai", instructions="Old rules."))
     await publish(http, agent["agentId"], instructions="New rules.")
 
-    sid = await new_session(http, agent["agentId"], agentVersion=1)
-    await ask(http, sid, "hello")
+    sid = await create_sid(http, agentId=agent["agentId"], agentVersion=1)
+    await blocking_continue(http, sid, "hello")
 
     assert system_prompt(upstream) == "Old rules."
 

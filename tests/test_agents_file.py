@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,8 @@ from streams.agent_checks import check_agent
 from streams.agents import Agent
 from streams.backends.makers import ProviderDefaults, UpstreamMakers
 from streams.backends.upstreams import UpstreamBackends
-from tests.support.agents import ask, new_agent_id, new_session, upstream_env
+from tests.support.agents import new_agent_id, upstream_env
+from tests.support.native import blocking_continue, create_sid
 from tests.support.servers import ServerFactory, ServerStartError
 from tests.support.upstream import UpstreamServer
 
@@ -38,12 +38,6 @@ agentId = "{agent_id}"
 name = "Echo"
 model = {{ provider = "synthetic", name = "synthetic-echo", params = {{ mode = "echo" }} }}
 """
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
 
 
 def write(path: Path, text: str) -> str:
@@ -81,9 +75,11 @@ async def test_the_file_s_agents_are_served_from_the_start(
 
     async with server.client() as client:
         listed = (await client.get("/v1/agents", params={"limit": 100})).json()["data"]
-        sid = await new_session(client, support)
-        await ask(client, sid, "hello")
-        echoed = await ask(client, await new_session(client, echo), "back at you")
+        sid = await create_sid(client, agentId=support)
+        await blocking_continue(client, sid, "hello")
+        echoed = await blocking_continue(
+            client, await create_sid(client, agentId=echo), "back at you"
+        )
 
     by_id = {agent["agentId"]: agent for agent in listed}
     assert by_id[support]["version"] == 1

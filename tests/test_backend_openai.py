@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 import pytest
@@ -22,16 +22,11 @@ FAST = UpstreamPolicy(
 )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as upstream:
-        yield upstream
-
-
 @pytest.fixture
-def upstream(server: UpstreamServer) -> UpstreamServer:
-    server.reset()
-    return server
+def upstream(upstream: UpstreamServer) -> UpstreamServer:
+    """The module's fake upstream (tests/conftest.py), reset for each test."""
+    upstream.reset()
+    return upstream
 
 
 @pytest.fixture

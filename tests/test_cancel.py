@@ -7,14 +7,14 @@ import asyncio
 import httpx
 
 from streams.tokens import count_tokens
-from tests.support.exchanges import (
+from tests.support.native import (
     Received,
     assert_cancelled_with_partial_text,
     connect,
     continue_body,
-    create_session,
-    exchanges,
+    create_sid,
     expected_reply,
+    list_exchanges,
     sessions_url,
     wait_for,
     wait_until_idle,
@@ -25,7 +25,7 @@ from tests.support.exchanges import (
 async def test_cancel_stops_the_stream_and_keeps_the_partial_text_and_usage(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(200)
     received = Received()
     async with connect(
@@ -39,14 +39,14 @@ async def test_cancel_stops_the_stream_and_keeps_the_partial_text_and_usage(
     done = received.exchange()
     assert_cancelled_with_partial_text(done, received, expected_reply("echo", text))
     assert cancel.json() == done
-    assert (await exchanges(client, sid))[-1] == done
+    assert (await list_exchanges(client, sid))[-1] == done
     session = (await client.get(sessions_url(sid))).json()
     assert session["status"] == "idle"
     assert session["usage"] == done["usage"]
 
 
 async def test_cancel_by_message_id_cancels_that_exchange(client: httpx.AsyncClient) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(200)
     received = Received()
     async with connect(
@@ -67,7 +67,7 @@ async def test_cancel_by_message_id_cancels_that_exchange(client: httpx.AsyncCli
 async def test_cancel_with_an_unknown_message_id_is_409_and_the_exchange_runs_on(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(30)
     received = Received()
     async with connect(
@@ -87,7 +87,7 @@ async def test_cancel_with_an_unknown_message_id_is_409_and_the_exchange_runs_on
 async def test_cancel_twice_in_a_row_answers_409_the_second_time(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     received = Received()
     async with connect(
         client,
@@ -108,7 +108,7 @@ async def test_cancel_twice_in_a_row_answers_409_the_second_time(
 
 
 async def test_cancel_with_nothing_running_is_409(client: httpx.AsyncClient) -> None:
-    sid = await create_session(client)
+    sid = await create_sid(client)
 
     response = await client.post(sessions_url(sid, "/cancel"), json={})
 
@@ -122,7 +122,7 @@ async def test_cancel_with_nothing_running_is_409(client: httpx.AsyncClient) -> 
 async def test_cancel_without_a_body_cancels_the_running_exchange(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     received = Received()
     async with connect(
         client,
@@ -141,7 +141,7 @@ async def test_cancel_without_a_body_cancels_the_running_exchange(
 async def test_every_watcher_receives_the_cancelled_end_event(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     origin, watcher = Received(), Received()
     async with (
         connect(
@@ -164,7 +164,7 @@ async def test_every_watcher_receives_the_cancelled_end_event(
 
 
 async def test_a_cancelled_session_takes_the_next_turn(client: httpx.AsyncClient) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     received = Received()
     async with connect(
         client,
@@ -185,7 +185,7 @@ async def test_a_cancelled_session_takes_the_next_turn(client: httpx.AsyncClient
 async def test_on_disconnect_cancel_cancels_when_the_client_closes_its_stream(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(200)
     received = Received()
     async with connect(
@@ -205,7 +205,7 @@ async def test_on_disconnect_cancel_cancels_when_the_client_closes_its_stream(
 
 
 async def test_by_default_closing_the_stream_does_not_cancel(client: httpx.AsyncClient) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(40)
     received = Received()
     async with connect(
@@ -222,7 +222,7 @@ async def test_by_default_closing_the_stream_does_not_cancel(client: httpx.Async
 async def test_on_disconnect_continue_keeps_generating_after_the_client_leaves(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(40)
     async with connect(
         client,
@@ -241,7 +241,7 @@ async def test_on_disconnect_continue_keeps_generating_after_the_client_leaves(
 async def test_on_disconnect_cancel_does_not_fire_when_the_stream_ends_normally(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     received = Received()
     async with connect(
         client,
@@ -252,13 +252,13 @@ async def test_on_disconnect_cancel_does_not_fire_when_the_stream_ends_normally(
         await stream.read(received)
 
     assert received.exchange()["status"] == "completed"
-    assert (await exchanges(client, sid))[-1]["status"] == "completed"
+    assert (await list_exchanges(client, sid))[-1]["status"] == "completed"
 
 
 async def test_cancel_during_the_first_token_wait_ends_with_empty_text(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client)
+    sid = await create_sid(client)
     received = Received()
     async with connect(
         client,
@@ -281,7 +281,7 @@ async def test_cancel_during_the_first_token_wait_ends_with_empty_text(
 async def test_on_disconnect_cancel_before_the_first_delta_cancels(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client)
+    sid = await create_sid(client)
     async with connect(
         client,
         "POST",
@@ -298,7 +298,7 @@ async def test_on_disconnect_cancel_before_the_first_delta_cancels(
 async def test_cancel_answers_a_waiting_blocking_continue_with_the_partial_exchange(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(200)
     blocking = asyncio.create_task(
         client.post(sessions_url(sid, "/blockingContinue"), json=continue_body(text))

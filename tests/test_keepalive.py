@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from streams.backends.synthetic import SyntheticParams, synthetic_reply
-from tests.support.exchanges import (
+from tests.support.native import (
     Received,
     connect,
     continue_body,
-    create_session,
+    create_sid,
     expected_reply,
     sessions_url,
     words,
@@ -60,7 +60,7 @@ async def test_an_idle_stream_between_two_deltas_receives_pings(
     text = "Say something, slowly."
     received = Received()
     async with server.client() as http:
-        sid = await create_session(http, refreshIntervalMs=5000)
+        sid = await create_sid(http, refreshIntervalMs=5000)
         async with connect(
             http, "POST", sessions_url(sid, "/streamingContinue"), json_body=continue_body(text)
         ) as stream:
@@ -80,7 +80,7 @@ async def test_a_joined_stream_waiting_for_the_next_delta_receives_pings(
     server = keepalive_server
     origin, joined = Received(), Received()
     async with server.client() as http:
-        sid = await create_session(http, refreshIntervalMs=5000)
+        sid = await create_sid(http, refreshIntervalMs=5000)
         async with connect(
             http,
             "POST",
@@ -118,7 +118,7 @@ async def test_a_long_first_token_wait_is_kept_alive_with_pings(
             },
         )
         assert created.status_code == 201, created.text
-        sid = await create_session(http, agentId=agent_id)
+        sid = await create_sid(http, agentId=agent_id)
         async with connect(
             http, "POST", sessions_url(sid, "/streamingContinue"), json_body=continue_body(text)
         ) as stream:
@@ -133,7 +133,7 @@ async def test_every_stream_starts_with_the_configured_retry(
 ) -> None:
     server = keepalive_server
     async with server.client() as http:
-        sid = await create_session(http, agentId="echo", refreshIntervalMs=50)
+        sid = await create_sid(http, agentId="echo", refreshIntervalMs=50)
         origin = Received()
         async with connect(
             http,
@@ -158,7 +158,7 @@ async def test_every_stream_starts_with_the_configured_retry(
 
 
 async def test_streams_carry_the_default_retry(client: httpx.AsyncClient) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
 
     _, events = await stream_events(
         client, "POST", sessions_url(sid, "/streamingContinue"), json_body=continue_body("hi")

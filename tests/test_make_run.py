@@ -62,7 +62,7 @@ async def _serve_a_session(server: ServerProcess) -> dict[str, object]:
     async with server.client() as client:
         session = await create_session(client, agentId="echo")
         reply = await stream_reply(client, str(session["conversationId"]), "hello parley")
-    assert reply.text == expected_reply("hello parley")
+    assert reply.text == expected_reply("echo", "hello parley")
     return session
 
 
@@ -104,7 +104,7 @@ async def test_the_private_redis_named_in_the_log_stops_with_the_server(tmp_path
     async def redis_stopped() -> bool:
         return not _answers(port)
 
-    await wait_for(redis_stopped, timeout=5)
+    await wait_for(redis_stopped, 5, "the private Redis to stop")
 
 
 async def test_sessions_survive_a_restart_on_the_same_data_dir(tmp_path: Path) -> None:

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.exchanges import (
+from tests.support.native import (
     Received,
     assert_cancelled_with_partial_text,
     assert_ordered_once,
     connect,
     continue_body,
-    create_session,
-    exchanges,
+    create_sid,
     expected_reply,
+    list_exchanges,
     sessions_url,
     wait_for,
     words,
@@ -62,7 +62,7 @@ async def test_start_on_a_join_and_cancel_on_b(pair: tuple[ServerProcess, Server
     a, b = pair
     text = "Tell me a long story."
     async with a.client() as on_a, b.client() as on_b:
-        sid = await create_session(on_a)
+        sid = await create_sid(on_a)
         origin, joined = Received(), Received()
         async with connect(
             on_a, "POST", sessions_url(sid, "/streamingContinue"), json_body=continue_body(text)
@@ -74,7 +74,7 @@ async def test_start_on_a_join_and_cancel_on_b(pair: tuple[ServerProcess, Server
                 cancel = await on_b.post(sessions_url(sid, "/cancel"), json={})
                 await stream.read(origin)
                 await asyncio.wait_for(reader, 10)
-        stored = (await exchanges(on_b, sid))[-1]
+        stored = (await list_exchanges(on_b, sid))[-1]
 
     assert cancel.status_code == 200, cancel.text
     done = origin.exchange()
@@ -88,7 +88,7 @@ async def test_cancel_by_message_id_reaches_the_runner_on_the_other_process(
 ) -> None:
     a, b = pair
     async with a.client() as on_a, b.client() as on_b:
-        sid = await create_session(on_a, agentId="echo", refreshIntervalMs=50)
+        sid = await create_sid(on_a, agentId="echo", refreshIntervalMs=50)
         received = Received()
         async with connect(
             on_a,
@@ -117,7 +117,7 @@ async def test_resume_alternating_between_two_processes_is_exact(
     text = words(150)
     async with servers[0].client() as on_a, servers[1].client() as on_b:
         clients = [on_a, on_b]
-        sid = await create_session(on_a, agentId="echo", refreshIntervalMs=50)
+        sid = await create_sid(on_a, agentId="echo", refreshIntervalMs=50)
         received = Received()
         async with connect(
             on_a, "POST", sessions_url(sid, "/streamingContinue"), json_body=continue_body(text)
@@ -186,7 +186,7 @@ async def _stream_join_and_resume(
     text = words(60, start=n * 100)
     origin, joined, resumed = Received(), Received(), Received()
     async with server.client() as setup:
-        sid = await create_session(setup, agentId="echo", refreshIntervalMs=50)
+        sid = await create_sid(setup, agentId="echo", refreshIntervalMs=50)
     async with (
         server.client() as http,
         connect(
@@ -229,7 +229,7 @@ async def _stream_and_cancel(server: ServerProcess, n: int) -> tuple[int, Receiv
     text = words(200, start=n * 1000)
     received = Received()
     async with server.client() as http:
-        sid = await create_session(http, agentId="echo", refreshIntervalMs=50)
+        sid = await create_sid(http, agentId="echo", refreshIntervalMs=50)
         async with connect(
             http, "POST", sessions_url(sid, "/streamingContinue"), json_body=continue_body(text)
         ) as stream:

@@ -10,14 +10,14 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.exchanges import (
+from tests.support.native import (
     Received,
     assert_ordered_once,
     connect,
     continue_body,
-    create_session,
-    exchanges,
+    create_sid,
     expected_reply,
+    list_exchanges,
     sessions_url,
     wait_for,
     wait_until_idle,
@@ -34,7 +34,7 @@ async def test_fifty_drops_at_random_events_reassemble_the_exact_text(
 ) -> None:
     seed = int(os.environ.get("PARLEY_TEST_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(500)
     received = Received()
     async with connect(
@@ -56,14 +56,14 @@ async def test_fifty_drops_at_random_events_reassemble_the_exact_text(
     assert_ordered_once(received.items)
     done = received.exchange()
     assert received.text == done["response"]["text"] == expected_reply("echo", text), seed
-    assert (await exchanges(client, sid))[-1] == done
+    assert (await list_exchanges(client, sid))[-1] == done
     await _no_subscription_left(redis_client, f"{shared_server.key_prefix}:{{{sid}}}:events")
 
 
 async def test_a_lost_post_stream_resumes_on_get_with_the_same_ids(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(30)
     received = Received()
     async with connect(
@@ -84,7 +84,7 @@ async def test_a_lost_post_stream_resumes_on_get_with_the_same_ids(
 async def test_resume_after_a_middle_event_of_a_finished_exchange_replays_the_rest(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(25)
     _, events = await stream_events(
         client, "POST", sessions_url(sid, "/streamingContinue"), json_body=continue_body(text)
@@ -106,7 +106,7 @@ async def test_resume_after_a_middle_event_of_a_finished_exchange_replays_the_re
 async def test_resume_finishes_the_lost_exchange_even_when_a_newer_one_is_running(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     first_text = words(30)
     lost = Received()
     async with connect(
@@ -137,7 +137,7 @@ async def test_resume_finishes_the_lost_exchange_even_when_a_newer_one_is_runnin
 async def test_resume_finishes_the_lost_exchange_even_when_a_newer_one_finished(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     first_text = words(30)
     lost = Received()
     async with connect(
@@ -165,7 +165,7 @@ async def test_resume_finishes_the_lost_exchange_even_when_a_newer_one_finished(
 async def test_resume_after_the_last_delta_of_a_finished_exchange_sends_only_done(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     _, events = await stream_events(
         client,
         "POST",
@@ -185,7 +185,7 @@ async def test_resume_after_the_last_delta_of_a_finished_exchange_sends_only_don
 async def test_resume_after_the_end_event_of_a_finished_exchange_answers_204(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     _, events = await stream_events(
         client, "POST", sessions_url(sid, "/streamingContinue"), json_body=continue_body("hi")
     )
@@ -200,7 +200,7 @@ async def test_resume_after_the_end_event_of_a_finished_exchange_answers_204(
 
 
 async def test_stream_answers_204_when_no_exchange_ever_ran(client: httpx.AsyncClient) -> None:
-    sid = await create_session(client)
+    sid = await create_sid(client)
 
     response = await client.get(sessions_url(sid, "/stream"))
 
@@ -210,7 +210,7 @@ async def test_stream_answers_204_when_no_exchange_ever_ran(client: httpx.AsyncC
 async def test_stream_with_an_id_but_no_exchange_ever_answers_204(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client)
+    sid = await create_sid(client)
 
     response = await client.get(sessions_url(sid, "/stream"), headers={"Last-Event-ID": "1-0"})
 
@@ -220,7 +220,7 @@ async def test_stream_with_an_id_but_no_exchange_ever_answers_204(
 async def test_stream_without_last_event_id_answers_204_once_the_exchange_finished(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo")
+    sid = await create_sid(client, agentId="echo")
     reply = await client.post(
         sessions_url(sid, "/blockingContinue"), json=continue_body("done already")
     )
@@ -234,7 +234,7 @@ async def test_stream_without_last_event_id_answers_204_once_the_exchange_finish
 async def test_join_without_last_event_id_replays_from_the_start_then_goes_live(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(60)
     origin, joined = Received(), Received()
     async with connect(
@@ -255,7 +255,7 @@ async def test_join_without_last_event_id_replays_from_the_start_then_goes_live(
 async def test_resume_accepts_the_last_event_id_query_parameter(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     _, events = await stream_events(
         client,
         "POST",
@@ -278,7 +278,7 @@ async def test_resume_accepts_the_last_event_id_query_parameter(
 async def test_a_malformed_last_event_id_is_refused_with_400(
     client: httpx.AsyncClient, bad_id: str
 ) -> None:
-    sid = await create_session(client, agentId="echo")
+    sid = await create_sid(client, agentId="echo")
     reply = await client.post(sessions_url(sid, "/blockingContinue"), json=continue_body("x"))
     assert reply.status_code == 200
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import httpx
 from redis.asyncio import Redis
 
-from tests.support.exchanges import (
+from tests.support.native import (
     Received,
     connect,
     continue_body,
-    create_session,
-    exchanges,
+    create_sid,
     expected_reply,
+    list_exchanges,
     sessions_url,
     wait_for,
     words,
@@ -34,7 +34,7 @@ async def test_the_replay_log_expires_after_retention_and_the_exchange_stays(
     text = words(40)
     received = Received()
     async with server.client() as http:
-        sid = await create_session(http, agentId="echo", refreshIntervalMs=50)
+        sid = await create_sid(http, agentId="echo", refreshIntervalMs=50)
         async with connect(
             http,
             "POST",
@@ -59,7 +59,7 @@ async def test_the_replay_log_expires_after_retention_and_the_exchange_stays(
         after_expiry = await http.get(
             sessions_url(sid, "/stream"), headers={"Last-Event-ID": first_id or ""}
         )
-        stored = await exchanges(http, sid)
+        stored = await list_exchanges(http, sid)
         session = await http.get(sessions_url(sid))
 
     assert ttl_while_running > 2
@@ -75,7 +75,7 @@ async def test_the_replay_log_expires_after_retention_and_the_exchange_stays(
 async def test_the_default_retention_keeps_the_replay_log_for_ten_minutes(
     client: httpx.AsyncClient, redis_client: Redis, shared_server: ServerProcess
 ) -> None:
-    sid = await create_session(client, agentId="echo")
+    sid = await create_sid(client, agentId="echo")
     reply = await client.post(
         sessions_url(sid, "/blockingContinue"), json=continue_body("x", messageId="ten")
     )

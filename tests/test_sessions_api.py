@@ -193,7 +193,7 @@ async def test_deleting_a_running_session_ends_its_stream_and_leaves_no_key(
     async def no_keys_left() -> bool:
         return not await keys_under(redis_client, f"{prefix}:*{sid}*")
 
-    await wait_for(no_keys_left, timeout=5)
+    await wait_for(no_keys_left, 5, "the session's keys to be deleted")
     assert sid not in await _index_members(redis_client, prefix)
 
 

@@ -31,7 +31,7 @@ async def _streamed_at(client: httpx.AsyncClient, interval_ms: int, word_count: 
     session = await create_session(client, agentId="echo", refreshIntervalMs=interval_ms)
     text = words(word_count)
     reply = await stream_reply(client, session["conversationId"], text, max_seconds=30)
-    assert reply.text == expected_reply(text)
+    assert reply.text == expected_reply("echo", text)
     return reply
 
 

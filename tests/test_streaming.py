@@ -35,7 +35,7 @@ async def test_streamed_text_equals_done_equals_stored_equals_the_synthetic_repl
     [stored] = await list_exchanges(client, session["conversationId"])
     assert reply.text == reply.done["response"]["text"]
     assert reply.done["response"]["text"] == stored["response"]["text"]
-    assert stored["response"]["text"] == expected_reply(text)
+    assert stored["response"]["text"] == expected_reply("echo", text)
     assert reply.done == stored
     assert stored["status"] == "completed"
     assert stored["finishReason"] == "stop"
@@ -49,7 +49,7 @@ async def test_the_default_agent_streams_its_deterministic_lorem_reply(
 
     reply = await stream_reply(client, session["conversationId"], "Tell me something.")
 
-    assert reply.text == expected_reply("Tell me something.", "default")
+    assert reply.text == expected_reply("default", "Tell me something.")
     assert reply.done["response"]["text"] == reply.text
 
 
@@ -94,7 +94,7 @@ async def test_an_idle_stream_carries_comment_keepalives(server_factory: ServerF
     pings = [event for event in reply.events if event.is_comment_only and event.comments]
     assert len(pings) >= 3
     assert all(event.comments == ("ping",) for event in pings)
-    assert reply.text == expected_reply(words(3))
+    assert reply.text == expected_reply("echo", words(3))
 
 
 async def test_a_client_message_id_becomes_the_exchange_id(client: httpx.AsyncClient) -> None:
@@ -116,7 +116,7 @@ async def test_blocking_continue_returns_exactly_what_the_history_shows(
     second = await blocking_continue(client, sid, words(4, "b"))
 
     assert await list_exchanges(client, sid) == [first, second]
-    assert first["response"]["text"] == expected_reply(words(8, "a"))
+    assert first["response"]["text"] == expected_reply("echo", words(8, "a"))
     assert first["status"] == second["status"] == "completed"
     assert (await get_session(client, sid))["messageCount"] == 2
 
@@ -162,7 +162,7 @@ async def test_a_second_continue_on_a_busy_session_gets_409_and_the_first_runs_o
     assert_error(streamed, 409, "session_busy")
     assert during["status"] == "running"
     assert done["status"] == "completed"
-    assert done["response"]["text"] == expected_reply(text)
+    assert done["response"]["text"] == expected_reply("echo", text)
     assert await list_exchanges(client, sid) == [done]
     assert (await get_session(client, sid))["messageCount"] == 1
 
@@ -184,9 +184,9 @@ async def test_a_client_that_disconnects_mid_stream_still_gets_its_exchange_stor
         [exchange] = await list_exchanges(client, sid)
         return exchange if exchange["status"] == "completed" else None
 
-    exchange = await wait_for(completed, timeout=10)
+    exchange = await wait_for(completed, 10, "the exchange to complete")
     assert exchange["exchangeId"] == flight.exchange_id
-    assert exchange["response"]["text"] == expected_reply(text)
+    assert exchange["response"]["text"] == expected_reply("echo", text)
     assert exchange["usage"]["outputTokens"] == 50
     assert (await get_session(client, sid))["status"] == "idle"
 
@@ -202,5 +202,5 @@ async def test_two_sessions_stream_at_once_without_mixing_their_text(
         stream_reply(client, two["conversationId"], words(20, "two")),
     )
 
-    assert first.text == expected_reply(words(20, "one"))
-    assert second.text == expected_reply(words(20, "two"))
+    assert first.text == expected_reply("echo", words(20, "one"))
+    assert second.text == expected_reply("echo", words(20, "two"))

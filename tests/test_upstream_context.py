@@ -3,53 +3,14 @@ in order, truncation by the agent's budget, and how cancelled and failed turns c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
-
 import httpx
-import pytest
 
-from tests.support.agents import (
-    agent_body,
-    ask,
-    create_agent,
-    exchanges,
-    new_session,
-    session,
-    start_upstream_server,
-)
-from tests.support.servers import ServerProcess
+from tests.support.agents import agent_session
+from tests.support.native import blocking_continue, get_session, list_exchanges
 from tests.support.sse import iter_events, open_stream
 from tests.support.upstream import Reply, UpstreamServer
 
 HELLO = "Hello, world!"  # the fake upstream's default reply: 4 tokens
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def parley(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, upstream: UpstreamServer
-) -> Iterator[ServerProcess]:
-    server = start_upstream_server(tmp_path_factory.mktemp("context"), redis_url, upstream)
-    yield server
-    server.terminate()
-
-
-@pytest.fixture
-async def http(parley: ServerProcess, upstream: UpstreamServer) -> AsyncIterator[httpx.AsyncClient]:
-    upstream.reset()
-    async with parley.client() as client:
-        yield client
-
-
-async def agent_session(client: httpx.AsyncClient, provider: str = "openai", **fields: Any) -> str:
-    agent = await create_agent(client, **agent_body(provider, **fields))
-    return await new_session(client, agent["agentId"])
 
 
 def sent(upstream: UpstreamServer) -> list[tuple[str, str]]:
@@ -68,7 +29,7 @@ async def test_instructions_come_first_then_the_history_in_order(
     upstream.queue(Reply(pieces=("One",)), Reply(pieces=("Two",)))
 
     for text in ("first", "second", "third"):
-        await ask(http, sid, text)
+        await blocking_continue(http, sid, text)
 
     assert sent(upstream) == [
         ("system", "Be brief."),
@@ -83,8 +44,8 @@ async def test_anthropic_gets_the_instructions_as_its_system_prompt(
 ) -> None:
     sid = await agent_session(http, "anthropic", instructions="Be brief.")
 
-    await ask(http, sid, "first")
-    await ask(http, sid, "second")
+    await blocking_continue(http, sid, "first")
+    await blocking_continue(http, sid, "second")
 
     body = upstream.requests[-1].body
     assert body["system"] == "Be brief."
@@ -102,7 +63,7 @@ async def test_the_oldest_exchanges_are_dropped_first_to_fit_the_budget(
     sid = await agent_session(http, instructions="Be brief.", contextBudgetTokens=14)
 
     for text in ("one", "two", "three", "four", "five"):
-        await ask(http, sid, text)
+        await blocking_continue(http, sid, text)
 
     assert sent(upstream) == [
         ("system", "Be brief."),
@@ -117,8 +78,8 @@ async def test_the_instructions_stay_when_no_history_fits(
 ) -> None:
     sid = await agent_session(http, instructions="Be brief.", contextBudgetTokens=8)
 
-    await ask(http, sid, "one")
-    await ask(http, sid, "two three four five")
+    await blocking_continue(http, sid, "one")
+    await blocking_continue(http, sid, "two three four five")
 
     assert sent(upstream) == [("system", "Be brief."), ("user", "two three four five")]
 
@@ -135,8 +96,8 @@ async def test_an_input_too_large_for_the_budget_is_400_and_nothing_is_stored(
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "context_too_large"
-    assert await exchanges(http, sid) == []
-    assert (await session(http, sid))["messageCount"] == 0
+    assert await list_exchanges(http, sid) == []
+    assert (await get_session(http, sid))["messageCount"] == 0
     assert upstream.requests == []
 
 
@@ -146,8 +107,8 @@ async def test_a_failed_exchange_counts_as_far_as_it_produced_text(
     sid = await agent_session(http, instructions="Be brief.")
     upstream.queue(Reply(drop_after=2))
 
-    failed = await ask(http, sid, "first")
-    await ask(http, sid, "second")
+    failed = await blocking_continue(http, sid, "first")
+    await blocking_continue(http, sid, "second")
 
     assert (failed["status"], failed["response"]["text"]) == ("failed", "Hello,")
     assert sent(upstream) == [("system", "Be brief."), *turn("first", "Hello,"), ("user", "second")]
@@ -159,8 +120,8 @@ async def test_an_exchange_that_failed_before_any_text_is_left_out(
     sid = await agent_session(http, instructions="Be brief.")
     upstream.queue(Reply(status=400, error_message="This model does not exist."))
 
-    failed = await ask(http, sid, "first")
-    await ask(http, sid, "second")
+    failed = await blocking_continue(http, sid, "first")
+    await blocking_continue(http, sid, "second")
 
     assert (failed["status"], failed["response"]["text"]) == ("failed", "")
     assert sent(upstream) == [("system", "Be brief."), ("user", "second")]
@@ -182,7 +143,7 @@ async def test_a_cancelled_exchange_counts_as_far_as_it_got(
             if event.event == "delta":
                 cancelled = (await http.post(f"/v1/sessions/{sid}/cancel", json={})).json()
                 break
-    await ask(http, sid, "next")
+    await blocking_continue(http, sid, "next")
 
     partial = cancelled["response"]["text"]
     assert cancelled["status"] == "cancelled"

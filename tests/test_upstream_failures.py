@@ -5,7 +5,7 @@ shows in a response or a log line."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,46 +17,15 @@ from tests.support.agents import (
     SECRETS,
     TEAM_KEY,
     TEAM_KEY_ENV,
-    agent_body,
-    ask,
+    agent_session,
     ask_streaming,
-    create_agent,
-    exchanges,
-    new_session,
-    start_upstream_server,
     upstream_env,
 )
+from tests.support.native import blocking_continue, list_exchanges
 from tests.support.ports import free_port
 from tests.support.servers import ServerFactory, ServerProcess
 from tests.support.sse import TERMINAL_EVENTS, SseEvent, collect_events, iter_events, open_stream
 from tests.support.upstream import Reply, UpstreamServer
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def parley(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, upstream: UpstreamServer
-) -> Iterator[ServerProcess]:
-    server = start_upstream_server(tmp_path_factory.mktemp("failures"), redis_url, upstream)
-    yield server
-    server.terminate()
-
-
-@pytest.fixture
-async def http(parley: ServerProcess, upstream: UpstreamServer) -> AsyncIterator[httpx.AsyncClient]:
-    upstream.reset()
-    async with parley.client() as client:
-        yield client
-
-
-async def agent_session(client: httpx.AsyncClient, provider: str = "openai", **fields: Any) -> str:
-    agent = await create_agent(client, **agent_body(provider, **fields))
-    return await new_session(client, agent["agentId"])
 
 
 def error_event(events: list[SseEvent]) -> dict[str, Any]:
@@ -130,14 +99,14 @@ async def test_an_upstream_failure_fails_the_exchange_and_the_session_goes_on(
     _, events = await ask_streaming(http, sid, "please")
     error = error_event(events)
     streamed = "".join(e.json()["text"] for e in events if e.event == "delta")
-    after = await ask(http, sid, "again")
+    after = await blocking_continue(http, sid, "again")
 
     assert error["code"] == failure.code
     assert failure.message in error["message"]
     assert error["exchange"]["status"] == "failed"
     assert error["exchange"]["error"]["code"] == failure.code
     assert error["exchange"]["response"]["text"] == streamed == failure.partial
-    stored = (await exchanges(http, sid))[0]
+    stored = (await list_exchanges(http, sid))[0]
     assert (stored["status"], stored["response"]["text"]) == ("failed", failure.partial)
     assert after["status"] == "completed"
 
@@ -152,7 +121,7 @@ async def test_a_connect_error_fails_the_exchange(http: httpx.AsyncClient) -> No
     assert error["code"] == "upstream_connect_error"
     assert "could not reach the upstream" in error["message"]
     assert error["retryable"] is True
-    assert (await exchanges(http, sid))[0]["status"] == "failed"
+    assert (await list_exchanges(http, sid))[0]["status"] == "failed"
 
 
 async def test_a_429_with_retry_after_is_retried_after_that_wait(
@@ -161,7 +130,7 @@ async def test_a_429_with_retry_after_is_retried_after_that_wait(
     sid = await agent_session(http)
     upstream.queue(Reply(status=429, retry_after="1", error_message="Slow down."))
 
-    exchange = await ask(http, sid, "hello")
+    exchange = await blocking_continue(http, sid, "hello")
 
     first, second = upstream.requests
     assert exchange["status"] == "completed"
@@ -175,7 +144,7 @@ async def test_no_retry_once_text_was_streamed(
     sid = await agent_session(http)
     upstream.queue(Reply(drop_after=1))
 
-    exchange = await ask(http, sid, "hello")
+    exchange = await blocking_continue(http, sid, "hello")
 
     assert exchange["status"] == "failed"
     assert exchange["response"]["text"] == "Hello"
@@ -219,7 +188,7 @@ async def test_the_upstream_s_own_error_text_reaches_the_user_without_the_key(
     leaky = f"Incorrect API key provided: {OPENAI_KEY}. Find your key in the dashboard."
     upstream.queue(Reply(status=401, error_message=leaky))
 
-    exchange = await ask(http, sid, "hello")
+    exchange = await blocking_continue(http, sid, "hello")
 
     message = exchange["error"]["message"]
     assert "HTTP 401" in message

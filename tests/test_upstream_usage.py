@@ -3,54 +3,15 @@ totals that stay the sum of the exchanges."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from tests.support.agents import (
-    agent_body,
-    ask,
-    ask_streaming,
-    create_agent,
-    exchanges,
-    new_session,
-    session,
-    start_upstream_server,
-    usage_sum,
-)
-from tests.support.servers import ServerProcess
+from tests.support.agents import agent_session, ask_streaming, usage_sum
+from tests.support.native import blocking_continue, get_session, list_exchanges
 from tests.support.upstream import Reply, UpstreamServer
 
 SLOW_REPLY = [f" t{i}" for i in range(16)]  # one token each
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def parley(
-    tmp_path_factory: pytest.TempPathFactory, redis_url: str, upstream: UpstreamServer
-) -> Iterator[ServerProcess]:
-    server = start_upstream_server(tmp_path_factory.mktemp("usage"), redis_url, upstream)
-    yield server
-    server.terminate()
-
-
-@pytest.fixture
-async def http(parley: ServerProcess, upstream: UpstreamServer) -> AsyncIterator[httpx.AsyncClient]:
-    upstream.reset()
-    async with parley.client() as client:
-        yield client
-
-
-async def agent_session(client: httpx.AsyncClient, provider: str) -> str:
-    agent = await create_agent(client, **agent_body(provider))
-    return await new_session(client, agent["agentId"])
 
 
 def usage(inp: int, out: int, read: int = 0, write: int = 0) -> dict[str, int]:
@@ -109,7 +70,7 @@ async def test_openai_cached_prompt_tokens_are_counted_apart_from_input(
     sid = await agent_session(http, "openai")
     upstream.queue(Reply(input_tokens=30, cached_tokens=70, output_tokens=9))
 
-    exchange = await ask(http, sid, "hello")
+    exchange = await blocking_continue(http, sid, "hello")
 
     assert exchange["usage"] == usage(30, 9, read=70)
 
@@ -128,7 +89,7 @@ async def test_anthropic_cache_reads_and_writes_are_exact(
         )
     )
 
-    exchange = await ask(http, sid, "hello")
+    exchange = await blocking_continue(http, sid, "hello")
 
     assert exchange["usage"] == usage(5, 11, read=40, write=10)
 
@@ -143,7 +104,7 @@ async def test_the_upstream_report_wins_even_below_the_estimate(
 
     assert max(d["outputTokens"] for d in deltas) > 3
     assert final["usage"] == usage(8, 3)
-    assert (await session(http, sid))["usage"] == usage(8, 3)
+    assert (await get_session(http, sid))["usage"] == usage(8, 3)
 
 
 async def test_session_totals_stay_the_sum_over_exchanges(
@@ -158,8 +119,8 @@ async def test_session_totals_stay_the_sum_over_exchanges(
     )
 
     for text in ("one", "two", "three", "four"):
-        await ask(http, sid, text)
+        await blocking_continue(http, sid, text)
 
-    stored = await exchanges(http, sid)
+    stored = await list_exchanges(http, sid)
     assert [x["status"] for x in stored] == ["completed", "completed", "failed", "completed"]
-    assert (await session(http, sid))["usage"] == usage_sum(stored)
+    assert (await get_session(http, sid))["usage"] == usage_sum(stored)

@@ -72,7 +72,7 @@ async def test_the_final_usage_equals_the_stored_exchange_usage(
     assert final == stored["usage"]
     assert final == reply.delta_data[-1]["usage"]
     assert final["inputTokens"] == count_tokens(text)
-    assert final["outputTokens"] == count_tokens(expected_reply(text))
+    assert final["outputTokens"] == count_tokens(expected_reply("echo", text))
     assert _is_totalled(final)
     assert (await get_session(client, sid))["usage"] == final
 

@@ -6,12 +6,12 @@ import asyncio
 
 import httpx
 
-from tests.support.exchanges import (
+from tests.support.native import (
     Received,
     assert_ordered_once,
     connect,
     continue_body,
-    create_session,
+    create_sid,
     expected_reply,
     sessions_url,
     words,
@@ -21,7 +21,7 @@ from tests.support.exchanges import (
 async def test_three_watchers_and_the_origin_receive_identical_deltas(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(80)
     origin = Received()
     watchers = [Received() for _ in range(3)]
@@ -54,7 +54,7 @@ async def test_three_watchers_and_the_origin_receive_identical_deltas(
 async def test_a_watcher_that_leaves_does_not_disturb_the_others(
     client: httpx.AsyncClient,
 ) -> None:
-    sid = await create_session(client, agentId="echo", refreshIntervalMs=50)
+    sid = await create_sid(client, agentId="echo", refreshIntervalMs=50)
     text = words(50)
     origin, leaver, stayer = Received(), Received(), Received()
     async with (

@@ -1,4 +1,6 @@
-"""Helpers for agent and upstream tests: a Parley server wired to the fake upstream, and calls.
+"""Helpers for agent and upstream tests: a Parley server wired to the fake upstream, and agents.
+
+Sessions and exchanges are read and written with the helpers of tests/support/native.py.
 
 The server's keys are fake but distinctive, so a test can grep every response body and the
 server's log files for them.
@@ -13,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.native import continue_body, create_sid
 from tests.support.servers import ServerProcess, new_key_prefix, start_server
 from tests.support.sse import SseEvent, stream_events
 from tests.support.upstream import UpstreamServer
@@ -79,21 +82,10 @@ async def create_agent(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]
     return agent
 
 
-async def new_session(client: httpx.AsyncClient, agent_id: str, **fields: Any) -> str:
-    response = await client.post("/v1/sessions", json={"agentId": agent_id, **fields})
-    assert response.status_code == 201, response.text
-    sid: str = response.json()["conversationId"]
-    return sid
-
-
-async def ask(client: httpx.AsyncClient, sid: str, text: str) -> dict[str, Any]:
-    """blockingContinue; asserts 200 and returns the Exchange."""
-    response = await client.post(
-        f"/v1/sessions/{sid}/blockingContinue", json={"userInput": {"text": text}}
-    )
-    assert response.status_code == 200, response.text
-    exchange: dict[str, Any] = response.json()
-    return exchange
+async def agent_session(client: httpx.AsyncClient, provider: str = "openai", **fields: Any) -> str:
+    """A new agent of ``provider`` (``fields`` override ``agent_body``'s), and a session on it."""
+    agent = await create_agent(client, **agent_body(provider, **fields))
+    return await create_sid(client, agentId=agent["agentId"])
 
 
 async def ask_streaming(
@@ -103,23 +95,9 @@ async def ask_streaming(
         client,
         "POST",
         f"/v1/sessions/{sid}/streamingContinue",
-        json_body={"userInput": {"text": text}},
+        json_body=continue_body(text),
         max_seconds=20,
     )
-
-
-async def session(client: httpx.AsyncClient, sid: str) -> dict[str, Any]:
-    response = await client.get(f"/v1/sessions/{sid}")
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
-async def exchanges(client: httpx.AsyncClient, sid: str) -> list[dict[str, Any]]:
-    response = await client.get(f"/v1/sessions/{sid}/exchanges", params={"limit": 100})
-    assert response.status_code == 200, response.text
-    data: list[dict[str, Any]] = response.json()["data"]
-    return data
 
 
 def usage_sum(items: list[Mapping[str, Any]]) -> dict[str, int]:

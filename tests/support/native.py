@@ -3,6 +3,11 @@
 Replies are predictable because the built-in agents are synthetic: ``echo`` answers with the
 user's own text, so a test picks the reply length (and hence its duration at 50 tokens/s) by
 the number of words it sends.
+
+Streams are read with the incremental SSE reader (tests/support/sse.py), never buffered, so a
+test can stop reading after any event and drop the connection there, as a browser tab would:
+``stream_reply`` reads one to its end, ``streaming`` leaves one open, and ``connect`` opens
+one whose events are read in steps into a ``Received``, across as many connections as it takes.
 """
 
 from __future__ import annotations
@@ -10,43 +15,63 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 from redis.asyncio import Redis
 
-from server.embedded_redis import exit_with_parent, free_port
+from server.embedded_redis import free_port
 from streams.agents import builtin_agents
 from streams.backends.synthetic import SyntheticParams, synthetic_reply
-from tests.support.servers import REPO_ROOT, ServerProcess, new_key_prefix, start_server
+from streams.tokens import count_tokens
+from tests.support.servers import ServerProcess, child_env, new_key_prefix, spawn, start_server
 from tests.support.sse import SseEvent, collect_events, iter_events, open_stream
 
+T = TypeVar("T")
+
 _AGENTS = {agent.agent_id: agent for agent in builtin_agents()}
-ECHO = SyntheticParams.parse(_AGENTS["echo"].model.params)
-LOREM = SyntheticParams.parse(_AGENTS["default"].model.params)
+
+
+def agent_params(agent_id: str) -> SyntheticParams:
+    """The synthetic model's settings of the built-in agent ``agent_id``."""
+    return SyntheticParams.parse(_AGENTS[agent_id].model.params)
+
+
+ECHO = agent_params("echo")
 ECHO_SECONDS_PER_TOKEN = 1 / ECHO.tokens_per_second
 ECHO_FIRST_TOKEN_SECONDS = ECHO.first_token_latency_ms / 1000
 
 
-def words(count: int, stem: str = "w") -> str:
-    """``count`` words of one token each; the echo agent takes count/50 s to say them."""
-    return " ".join(f"{stem}{i}" for i in range(count))
+def words(count: int, stem: str = "w", *, start: int = 0) -> str:
+    """``count`` distinct words of one token each, ``{stem}{start}`` on; the echo agent replies
+    with them verbatim and takes count/50 s to say them."""
+    return " ".join(f"{stem}{i}" for i in range(start, start + count))
 
 
-def expected_reply(user_text: str, agent_id: str = "echo") -> str:
-    params = ECHO if agent_id == "echo" else LOREM
-    return synthetic_reply(user_text, params)
+def expected_reply(agent_id: str, user_text: str) -> str:
+    """What the built-in synthetic agent answers to ``user_text``, exactly."""
+    return synthetic_reply(user_text, agent_params(agent_id))
 
 
 # --- HTTP -------------------------------------------------------------------------------------
+
+
+def sessions_url(sid: str, tail: str = "") -> str:
+    return f"/v1/sessions/{sid}{tail}"
 
 
 async def create_session(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
@@ -57,8 +82,14 @@ async def create_session(client: httpx.AsyncClient, **fields: Any) -> dict[str, 
     return session
 
 
+async def create_sid(client: httpx.AsyncClient, **fields: Any) -> str:
+    """``create_session``, returning only the new session's id (its ``conversationId``)."""
+    sid: str = (await create_session(client, **fields))["conversationId"]
+    return sid
+
+
 async def get_session(client: httpx.AsyncClient, sid: str) -> dict[str, Any]:
-    response = await client.get(f"/v1/sessions/{sid}")
+    response = await client.get(sessions_url(sid))
     assert response.status_code == 200, response.text
     session: dict[str, Any] = response.json()
     return session
@@ -70,7 +101,7 @@ async def list_exchanges(client: httpx.AsyncClient, sid: str) -> list[dict[str, 
     cursor: str | None = None
     while True:
         params: dict[str, str | int] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
-        response = await client.get(f"/v1/sessions/{sid}/exchanges", params=params)
+        response = await client.get(sessions_url(sid, "/exchanges"), params=params)
         assert response.status_code == 200, response.text
         page = response.json()
         exchanges += page["data"]
@@ -79,13 +110,29 @@ async def list_exchanges(client: httpx.AsyncClient, sid: str) -> list[dict[str, 
             return exchanges
 
 
+def continue_body(text: str, **extra: Any) -> dict[str, Any]:
+    return {"userInput": {"text": text}, **extra}
+
+
 async def blocking_continue(client: httpx.AsyncClient, sid: str, text: str) -> dict[str, Any]:
-    response = await client.post(
-        f"/v1/sessions/{sid}/blockingContinue", json={"userInput": {"text": text}}
-    )
+    """blockingContinue; asserts 200 and returns the Exchange."""
+    response = await client.post(sessions_url(sid, "/blockingContinue"), json=continue_body(text))
     assert response.status_code == 200, response.text
     exchange: dict[str, Any] = response.json()
     return exchange
+
+
+async def wait_until_idle(
+    client: httpx.AsyncClient, sid: str, timeout: float = 20.0
+) -> dict[str, Any]:
+    """Poll the session until no exchange runs; return its last exchange."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        session = (await client.get(sessions_url(sid))).json()
+        if session["status"] == "idle":
+            return (await list_exchanges(client, sid))[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"session {sid} still running after {timeout:g}s")
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
@@ -161,10 +208,6 @@ def stream_id_key(event_id: str | None) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def continue_body(text: str, **extra: Any) -> dict[str, Any]:
-    return {"userInput": {"text": text}, **extra}
-
-
 async def stream_reply(
     client: httpx.AsyncClient, sid: str, text: str, max_seconds: float = 30.0, **extra: Any
 ) -> Reply:
@@ -229,6 +272,135 @@ class StreamInFlight:
         return events
 
 
+# --- streams read in steps, across connections -----------------------------------------------
+
+END_EVENTS = frozenset({"done", "error"})
+ID_EVENTS = frozenset({"delta", "done", "error"})
+
+
+@dataclass
+class Received:
+    """Every block a client saw across its connections, and the id it would resume from."""
+
+    blocks: list[SseEvent] = field(default_factory=list)
+    last_event_id: str | None = None
+
+    @property
+    def items(self) -> list[SseEvent]:
+        """Deltas and the end event, in arrival order."""
+        return [b for b in self.blocks if b.event in ID_EVENTS]
+
+    @property
+    def deltas(self) -> list[SseEvent]:
+        return [b for b in self.blocks if b.event == "delta"]
+
+    @property
+    def text(self) -> str:
+        return "".join(d.json()["text"] for d in self.deltas)
+
+    @property
+    def end(self) -> SseEvent | None:
+        ends = [b for b in self.blocks if b.event in END_EVENTS]
+        assert len(ends) <= 1, f"more than one end event: {ends}"
+        return ends[0] if ends else None
+
+    @property
+    def finished(self) -> bool:
+        return any(b.event in END_EVENTS for b in self.blocks)
+
+    def exchange(self) -> dict[str, Any]:
+        end = self.end
+        assert end is not None and end.event == "done", f"no done event in {self.blocks[-3:]}"
+        data: dict[str, Any] = end.json()
+        return data
+
+
+class Connection:
+    """One open stream whose events can be read in several steps, then dropped."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.status_code = response.status_code
+        self._events = cast(AsyncGenerator[SseEvent, None], iter_events(response))
+
+    async def read(
+        self,
+        into: Received,
+        *,
+        limit: int | None = None,
+        until: Callable[[SseEvent], bool] | None = None,
+    ) -> bool:
+        """Read blocks into `into` until `limit` deltas/ends arrived, `until` holds, or the end.
+
+        Returns whether the end event arrived.
+        """
+        if limit == 0:
+            return into.finished
+        counted = 0
+        async for block in self._events:
+            into.blocks.append(block)
+            if block.id is not None:
+                into.last_event_id = block.id
+            if block.event in END_EVENTS:
+                return True
+            if block.event in ID_EVENTS:
+                counted += 1
+            if limit is not None and counted >= limit:
+                return False
+            if until is not None and until(block):
+                return False
+        return into.finished
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+
+
+@asynccontextmanager
+async def connect(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    json_body: Any = None,
+    last_event_id: str | None = None,
+) -> AsyncIterator[Connection]:
+    """Open a stream as EventSource would; leaving the block drops the connection unread."""
+    async with open_stream(
+        client, method, url, json_body=json_body, last_event_id=last_event_id
+    ) as response:
+        connection = Connection(response)
+        try:
+            yield connection
+        finally:
+            await connection.aclose()
+
+
+def assert_ordered_once(items: list[SseEvent]) -> None:
+    """Ids and seqs strictly increase: nothing arrived twice or out of order."""
+    ids = [tuple(map(int, (i.id or "").split("-"))) for i in items]
+    assert ids == sorted(set(ids)), f"ids not strictly increasing: {[i.id for i in items]}"
+    seqs = [i.json()["seq"] for i in items if i.event == "delta"]
+    assert seqs == sorted(set(seqs)), f"seqs not strictly increasing: {seqs}"
+
+
+def assert_cancelled_with_partial_text(
+    exchange: dict[str, Any], received: Received, full_reply: str
+) -> None:
+    """The stored/ended exchange keeps what was streamed so far and the usage counted for it."""
+    text = exchange["response"]["text"]
+    assert exchange["status"] == "cancelled"
+    assert exchange["finishReason"] == "cancelled"
+    assert text == received.text
+    assert 0 < len(text) < len(full_reply)
+    assert full_reply.startswith(text)
+    usage = exchange["usage"]
+    assert usage["outputTokens"] == count_tokens(text)
+    assert usage["inputTokens"] > 0
+    assert usage["totalTokens"] == usage["inputTokens"] + usage["outputTokens"]
+    last_delta_usage = received.deltas[-1].json()["usage"]
+    assert last_delta_usage["outputTokens"] <= usage["outputTokens"]
+
+
 # --- Redis ------------------------------------------------------------------------------------
 
 
@@ -264,16 +436,16 @@ async def _contents(redis: Redis, key: bytes) -> tuple[bytes, Any]:
     return kind, (await reader() if reader else None)
 
 
-async def wait_for(condition: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll the async ``condition()`` until it returns something truthy."""
+async def wait_for(check: Callable[[], Awaitable[T]], timeout: float, what: str) -> T:
+    """Poll the async ``check()`` every 50 ms until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
+    while not (value := await check()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout:g}s (last: {value!r})")
-        await asyncio.sleep(interval)
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for {what} (last: {value!r})"
+            )
+        await asyncio.sleep(0.05)
+    return value
 
 
 # --- servers of a module's own ----------------------------------------------------------------
@@ -314,26 +486,9 @@ def parley_serve(
     Every PARLEY_* variable of ours is dropped first, so an unset PARLEY_REDIS_URL is unset.
     """
     port = port or free_port()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    child_env["PYTHONUNBUFFERED"] = "1"
-    for name, value in env.items():
-        if value is None:
-            child_env.pop(name, None)
-        else:
-            child_env[name] = value
-    with (log_dir / "stdout.log").open("wb") as out, (log_dir / "stderr.log").open("wb") as err:
-        proc = subprocess.Popen(
-            [str(PARLEY), "serve", "--port", str(port), *args],
-            cwd=REPO_ROOT,
-            env=child_env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-            preexec_fn=exit_with_parent,
-        )
-    return ServerProcess(proc, port, log_dir, child_env)
+    environ = child_env(env, PYTHONUNBUFFERED="1")
+    proc = spawn([str(PARLEY), "serve", "--port", str(port), *args], log_dir, environ)
+    return ServerProcess(proc, port, log_dir, environ)
 
 
 def json_log(server: ServerProcess) -> list[dict[str, Any]]:

@@ -107,26 +107,54 @@ class ServerProcess:
         return f"uvicorn on port {self.port} {what}; stderr:\n{self.stderr_text()}"
 
 
-def server_env(
-    redis_url: str, key_prefix: str, overrides: Mapping[str, str | None] | None = None
-) -> dict[str, str]:
-    """The child's environment: ours without any PARLEY_* leaking in, then the test's settings.
+def child_env(overrides: Mapping[str, str | None] | None = None, **settings: str) -> dict[str, str]:
+    """A child's environment: ours without any PARLEY_* leaking in, ``settings``, then the
+    test's ``overrides``.
 
     An override of None removes that variable.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        PYTHONDONTWRITEBYTECODE="1",
-        PARLEY_REDIS_URL=redis_url,
-        PARLEY_KEY_PREFIX=key_prefix,
-    )
+    env.update(settings)
     for name, value in (overrides or {}).items():
         if value is None:
             env.pop(name, None)
         else:
             env[name] = value
     return env
+
+
+def server_env(
+    redis_url: str, key_prefix: str, overrides: Mapping[str, str | None] | None = None
+) -> dict[str, str]:
+    """The app's environment: see ``child_env``."""
+    return child_env(
+        overrides,
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        PARLEY_REDIS_URL=redis_url,
+        PARLEY_KEY_PREFIX=key_prefix,
+    )
+
+
+def spawn(
+    command: Sequence[str], log_dir: Path, env: Mapping[str, str], cwd: Path = REPO_ROOT
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own, its output in ``log_dir``/std{out,err}.log.
+
+    The child dies with this process (``exit_with_parent``).
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with (log_dir / "stdout.log").open("wb") as out, (log_dir / "stderr.log").open("wb") as err:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=exit_with_parent,
+        )
 
 
 def uvicorn_command(
@@ -165,7 +193,6 @@ def start_server(
     for attempt in range(_PORT_ATTEMPTS):
         port = free_port()
         attempt_dir = log_dir / f"uvicorn-{port}"
-        attempt_dir.mkdir(parents=True, exist_ok=True)
         command = uvicorn_command(
             port,
             app=app,
@@ -173,22 +200,9 @@ def start_server(
             graceful_timeout=graceful_timeout,
             extra_args=extra_args,
         )
-        child_env = server_env(redis_url, key_prefix, env)
-        with (
-            (attempt_dir / "stdout.log").open("wb") as out,
-            (attempt_dir / "stderr.log").open("wb") as err,
-        ):
-            proc = subprocess.Popen(
-                command,
-                cwd=cwd,
-                env=child_env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                preexec_fn=exit_with_parent,
-            )
-        server = ServerProcess(proc, port, attempt_dir, child_env)
+        environ = server_env(redis_url, key_prefix, env)
+        proc = spawn(command, attempt_dir, environ, cwd)
+        server = ServerProcess(proc, port, attempt_dir, environ)
         try:
             server.wait_ready(ready_timeout)
             return server
