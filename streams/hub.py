@@ -27,9 +27,24 @@ _DEAD_AFTER = 15.0
 
 
 class Subscription:
-    """A watcher's buffer. Pending deltas merge when it grows, so memory stays bounded."""
+    """A watcher's buffer. Pending deltas merge when it grows, so memory stays bounded.
 
-    __slots__ = ("_hub", "channel", "idle_ticks", "items", "ping_due", "resync", "sid", "wakeup")
+    Until the watcher has read the replay log (at the start, and again after a resync) the
+    buffer may hold items the log also gave it; merged, they could no longer be told apart
+    by id. So it merges only once :meth:`settle` has dropped everything the log covered.
+    """
+
+    __slots__ = (
+        "_hub",
+        "channel",
+        "idle_ticks",
+        "items",
+        "ping_due",
+        "resync",
+        "settled",
+        "sid",
+        "wakeup",
+    )
 
     def __init__(self, hub: Hub, sid: str, channel: str) -> None:
         self._hub = hub
@@ -37,6 +52,7 @@ class Subscription:
         self.channel = channel
         self.items: list[Item] = []
         self.resync = False
+        self.settled = False
         self.ping_due = False
         self.idle_ticks = 0
         self.wakeup = asyncio.Event()
@@ -44,9 +60,16 @@ class Subscription:
     def push(self, item: Item) -> None:
         self.items.append(item)
         self.idle_ticks = 0
-        if len(self.items) >= _COMPACT_AT:
+        if self.settled and len(self.items) >= _COMPACT_AT:
             self.items = compact(self.items)
         self.wakeup.set()
+
+    def settle(self, floor: tuple[int, int]) -> None:
+        """The watcher has everything up to ``floor`` from the log: drop it, merge the rest."""
+        self.items = [item for item in self.items if item.key > floor]
+        self.settled = True
+        if len(self.items) >= _COMPACT_AT:
+            self.items = compact(self.items)
 
     def tick(self) -> None:
         """Called every half keepalive; two quiet ticks in a row make a ping due."""
@@ -58,6 +81,7 @@ class Subscription:
 
     def mark_resync(self) -> None:
         self.resync = True
+        self.settled = False
         self.wakeup.set()
 
     def take(self) -> list[Item]:

@@ -55,6 +55,7 @@ class Watch:
         try:
             if self._initial:
                 self._advance(self._initial[-1])
+            self.sub.settle(self._last_key)
             for item in self._initial:
                 yield item
                 if item.terminal:
@@ -94,11 +95,13 @@ class Watch:
         """Read what pub/sub may have lost; None while Redis is still away (retried)."""
         self.sub.resync = False
         try:
-            return await self._read_log()
+            items = await self._read_log()
         except (RedisError, OSError):
             self.sub.resync = True
             await asyncio.sleep(_RESYNC_RETRY)
             return None
+        self.sub.settle(self._last_key)
+        return items
 
     async def _check_alive(self) -> None:
         """On an idle tick: if the runner's process died, its end is now in the log."""

@@ -77,8 +77,15 @@ async def test_the_last_subscriber_leaving_unsubscribes_the_channel(
     await until(lambda: subscribers(redis_client, keys.channel("room-d")), lambda n: n == 0)
 
 
-def test_sixteen_pending_deltas_merge_into_one(keys: Keys) -> None:
+def settled_subscription(keys: Keys) -> Subscription:
+    """A subscription whose watcher has read the replay log, so its buffer may merge."""
     sub = Subscription(Hub("redis://unused", keys), "s", keys.channel("s"))
+    sub.settle((0, 0))
+    return sub
+
+
+def test_sixteen_pending_deltas_merge_into_one(keys: Keys) -> None:
+    sub = settled_subscription(keys)
     for seq in range(1, 16):
         sub.push(delta_item(seq, f"t{seq} "))
     assert sub.backlog == 15
@@ -94,7 +101,7 @@ def test_sixteen_pending_deltas_merge_into_one(keys: Keys) -> None:
 
 
 def test_merging_pending_deltas_keeps_an_end_event_in_place(keys: Keys) -> None:
-    sub = Subscription(Hub("redis://unused", keys), "s", keys.channel("s"))
+    sub = settled_subscription(keys)
     for seq in range(1, 11):
         sub.push(delta_item(seq, "a"))
     sub.push(end_item(11))
@@ -106,6 +113,28 @@ def test_merging_pending_deltas_keeps_an_end_event_in_place(keys: Keys) -> None:
     assert [item.kind for item in items] == ["delta", "end", "delta"]
     assert texts(items) == ["a" * 10, "<end>", "b" * 5]
     assert [item.delta().seq for item in items if item.kind == "delta"] == [10, 16]
+
+
+def test_a_subscription_merges_nothing_until_its_watcher_has_read_the_log(keys: Keys) -> None:
+    sub = Subscription(Hub("redis://unused", keys), "s", keys.channel("s"))
+    for seq in range(1, 21):
+        sub.push(delta_item(seq, f"t{seq} "))
+    assert sub.backlog == 20
+
+    sub.settle((1000, 3))
+
+    [merged] = sub.take()
+    assert merged.delta().text == "".join(f"t{seq} " for seq in range(4, 21))
+
+
+def test_a_subscription_told_to_resync_stops_merging_until_settled_again(keys: Keys) -> None:
+    sub = settled_subscription(keys)
+    sub.mark_resync()
+
+    for seq in range(1, 21):
+        sub.push(delta_item(seq, "x"))
+
+    assert sub.backlog == 20
 
 
 async def test_subscribers_are_told_to_resync_after_the_hub_reconnects(

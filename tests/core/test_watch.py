@@ -6,7 +6,6 @@ import asyncio
 import functools
 
 import msgspec
-import pytest
 from redis.asyncio import Redis
 
 from streams.events import Item
@@ -120,11 +119,6 @@ async def test_a_watch_drops_live_items_at_or_before_the_id_it_resumes_after(
     assert reply_of(events) == "t3 "
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Subscription.push compacts buffered live deltas into one item that "
-    "keeps only the newest id, so deltas the watch already replayed come back inside it",
-)
 async def test_a_resumed_watch_yields_each_text_once_when_its_live_buffer_was_compacted(
     hub: Hub, store: Store, redis_client: Redis, keys: Keys
 ) -> None:
