@@ -220,6 +220,7 @@ class ExchangeRunner:
         try:
             stream_id, cancel = await self._batcher.call(_FLUSH, self._flush_keys, args)
         except (RedisError, OSError) as exc:
+            self._last_flush = loop.time()  # the retry waits from the failed attempt
             self._on_outage(exc)
             self._dirty.set()
             return

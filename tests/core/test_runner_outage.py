@@ -132,11 +132,6 @@ async def test_an_outage_longer_than_its_bound_fails_the_exchange(
         assert await rig.store.get_exchange(runner.spec.sid, "x1") == exchange
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: ExchangeRunner spaces outage retries from the last *successful* flush, "
-    "so once an outage is older than the retry interval it retries in a tight loop",
-)
 async def test_flushes_are_retried_no_faster_than_the_outage_retry_interval(
     redis: RedisProcess, outage_rig: Rig
 ) -> None:
