@@ -129,6 +129,7 @@ class Metrics(RunObserver):
         self.registry = own or _files_registry(multiprocess_dir or "")
         self._define(own)
         self._deltas = 0
+        self._repeats = 0
         self._redis_errors = 0
         self._finished: dict[str, int] = {}
         self._first_token = Tally(FIRST_TOKEN_BUCKETS)
@@ -173,6 +174,12 @@ class Metrics(RunObserver):
         self.redis_errors = Counter(
             "parley_redis_errors", "Failed Redis calls of exchange runners.", registry=registry
         )
+        self.flush_repeats = Counter(
+            "parley_flush_retries_deduplicated",
+            "Deltas sent again after a lost reply that Redis already had: skipped, not "
+            "written twice.",
+            registry=registry,
+        )
         self.hub_reconnects = Counter(
             "parley_hub_reconnects",
             "Times the pub/sub hub reconnected to Redis.",
@@ -198,8 +205,11 @@ class Metrics(RunObserver):
         if arrived is not None:
             self._first_token.observe(time.monotonic() - arrived)
 
-    def flushed(self) -> None:
-        self._deltas += 1
+    def flushed(self, *, repeated: bool) -> None:
+        if repeated:
+            self._repeats += 1
+        else:
+            self._deltas += 1
 
     def redis_error(self) -> None:
         self._redis_errors += 1
@@ -223,8 +233,9 @@ class Metrics(RunObserver):
         _add(self.flushes, now.flush_round_trips - self._seen.flush_round_trips)
         self._seen = now
         _add(self.deltas, self._deltas)
+        _add(self.flush_repeats, self._repeats)
         _add(self.redis_errors, self._redis_errors)
-        self._deltas = self._redis_errors = 0
+        self._deltas = self._repeats = self._redis_errors = 0
         finished, self._finished = self._finished, {}
         for status, count in finished.items():
             self.exchanges.labels(status).inc(count)

@@ -11,6 +11,7 @@ A version, once written, is never changed, which is also why this process may ca
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Literal, cast
 
@@ -35,10 +36,15 @@ from streams.types import Page
 Mode = Literal["create", "publish", "sync", "seed"]
 AgentCheck = Callable[[Agent], None]
 
-# KEYS: agent hash, id index; ARGV: mode, agent_id, definition_json, now_ms
+# KEYS: agent hash, id index; ARGV: mode, agent_id, definition_json, now_ms, call
 # Returns {outcome, version}: ok (written), same (nothing to write), exists, missing.
+# ``call`` is unique to one write: the same call run again (its reply was lost) finds its
+# own version and answers ok without writing another.
 _WRITE = """
 local latest = tonumber(redis.call('HGET', KEYS[1], 'latest') or '0')
+if latest > 0 and redis.call('HGET', KEYS[1], 'c:' .. latest) == ARGV[5] then
+  return {'ok', latest}
+end
 local mode = ARGV[1]
 if mode == 'create' and latest > 0 then return {'exists', latest} end
 if mode == 'publish' and latest == 0 then return {'missing', 0} end
@@ -47,7 +53,7 @@ if mode == 'sync' and latest > 0 and redis.call('HGET', KEYS[1], 'd:' .. latest)
   return {'same', latest}
 end
 local v = latest + 1
-redis.call('HSET', KEYS[1], 'latest', v, 'd:' .. v, ARGV[3], 't:' .. v, ARGV[4])
+redis.call('HSET', KEYS[1], 'latest', v, 'd:' .. v, ARGV[3], 't:' .. v, ARGV[4], 'c:' .. v, ARGV[5])
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
 return {'ok', v}
 """
@@ -226,7 +232,7 @@ class RedisAgentCatalog:
     @redis_guarded
     async def _store(self, mode: Mode, agent: Agent) -> tuple[str, int]:
         keys = [self._keys.agent(agent.agent_id), self._keys.agent_index()]
-        args = [mode, agent.agent_id, definition(agent), now_ms()]
+        args = [mode, agent.agent_id, definition(agent), now_ms(), uuid.uuid4().hex]
         outcome, version = await self._write(self._redis, keys, args)
         return str(outcome), int(version)
 

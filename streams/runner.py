@@ -45,6 +45,20 @@ class ExchangeSpec:
     parameters: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One delta's FLUSH call, frozen until Redis confirms it.
+
+    A call whose reply was lost is sent again exactly as it was: the script applies a seq
+    once, so the retry is skipped when the first try ran, and runs when it did not. Text that
+    arrives meanwhile waits for the next delta.
+    """
+
+    args: list[Any]
+    shown: Usage
+    taken: int
+
+
 @dataclass(slots=True)
 class Outcome:
     status: ExchangeStatus = "completed"
@@ -81,6 +95,8 @@ class ExchangeRunner:
         self._parts: list[str] = []
         self._pending: list[str] = []
         self._pending_chars = 0
+        self._inflight: Attempt | None = None
+        self._end: tuple[Exchange, list[Any], Usage] | None = None
         self._seq = 0
         self._meter = UsageMeter()
         self._outcome = Outcome()
@@ -197,7 +213,7 @@ class ExchangeRunner:
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
 
-    def _delta_args(self) -> tuple[list[Any], Usage]:
+    def _attempt(self) -> Attempt:
         text = "".join(self._pending)
         shown = self._meter.shown()
         data = msgspec.json.encode(Delta(self._seq + 1, text, shown))
@@ -209,32 +225,39 @@ class ExchangeRunner:
             self._config.lock_ttl_ms,
             log_ttl,
         ]
-        return args, shown
+        return Attempt(args, shown, len(self._pending))
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Send the pending text as the next delta (or resend the one in doubt); True if
+        Redis has it now."""
         if not self._pending:
-            return
-        args, shown = self._delta_args()
-        taken = len(self._pending)
+            return True
+        attempt = self._inflight = self._inflight or self._attempt()
         loop = asyncio.get_running_loop()
         try:
-            stream_id, cancel = await self._batcher.call(_FLUSH, self._flush_keys, args)
+            stream_id, cancel, repeated = await self._batcher.call(
+                _FLUSH, self._flush_keys, attempt.args
+            )
         except (RedisError, OSError) as exc:
             self._last_flush = loop.time()  # the retry waits from the failed attempt
             self._on_outage(exc)
             self._dirty.set()
-            return
+            return False
+        self._inflight = None
         self._outage_since = None
         self._last_flush = loop.time()
-        del self._pending[:taken]
+        del self._pending[: attempt.taken]
         self._pending_chars = sum(map(len, self._pending))
         self._seq += 1
-        self._meter.mark_written(shown)
-        self._observer.flushed()
+        self._meter.mark_written(attempt.shown)
+        self._observer.flushed(repeated=bool(repeated))
+        if self._pending:
+            self._dirty.set()
         if not stream_id:
             self.abort("session_deleted", "the session was deleted", "cancelled")
         elif cancel:
             self.request_cancel()
+        return True
 
     def _on_outage(self, exc: BaseException) -> None:
         now = asyncio.get_running_loop().time()
@@ -278,18 +301,20 @@ class ExchangeRunner:
                 delay = min(delay * 2, _FINISH_RETRY_MAX)
 
     async def _store_end(self) -> Exchange | None:
-        if self._pending:
+        while self._pending:
             # The last delta keeps the interval too, except when the shutdown deadline is up.
             wait = self._last_flush + self._interval - asyncio.get_running_loop().time()
             if wait > 0 and self._outcome.finish_reason != "shutdown":
                 await asyncio.sleep(wait)
-            await self._flush()
-            if self._pending:
+            if not await self._flush():
                 raise RedisError("final flush failed")
-        final = self._meter.final(complete=self._outcome.status == "completed")
-        completed = now_ms()
-        exchange = self.exchange(final, completed)
-        args = finish_args(exchange, self._meter.unwritten(final), completed, self._config)
+        if self._end is None:  # like a delta, the end is frozen until Redis confirms it
+            final = self._meter.final(complete=self._outcome.status == "completed")
+            completed = now_ms()
+            exchange = self.exchange(final, completed)
+            args = finish_args(exchange, self._meter.unwritten(final), completed, self._config)
+            self._end = (exchange, args, final)
+        exchange, args, final = self._end
         stream_id = await self._batcher.call(FINISH_SCRIPT, self._finish_keys, args)
         self._meter.mark_written(final)
         return exchange if stream_id else None
@@ -300,7 +325,8 @@ class RunObserver:
 
     def first_token(self) -> None: ...
 
-    def flushed(self) -> None: ...
+    def flushed(self, *, repeated: bool) -> None:
+        """A delta reached Redis; ``repeated``: an earlier try had already written it."""
 
     def redis_error(self) -> None: ...
 

@@ -2,6 +2,16 @@
 
 All keys a script touches share the session's hash tag. Every script first checks that the
 session still exists, so a session deleted mid-stream is never resurrected by a late write.
+
+Every script that changes state is safe to run twice. A call whose reply was lost (a
+timeout, a dropped connection) may or may not have run, so the caller sends it again,
+unchanged; the second run finds the first one's mark and changes nothing:
+- CREATE: the session's owner field (a repeat of the same owner's create is ``exists``);
+- BEGIN: the exchange's ``call`` token (a repeat of the same call is ``ok``);
+- FLUSH: the exchange's last applied ``seq`` (a repeat returns the id it was stored under);
+- FINISH: the exchange's status (once not ``running``, a repeat returns the end's id);
+- SETTLE: the exchange's ``settled`` mark.
+So the log holds each delta once, in order, and usage counters move once per applied call.
 """
 
 from __future__ import annotations
@@ -12,16 +22,36 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+# KEYS: session
+# ARGV: owner, ttl_s, then the session's fields and values
+# Returns created, exists (the owner's own session: a repeat, or a racing create) or taken.
+CREATE = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner then
+  if owner == ARGV[1] then return 'exists' end
+  return 'taken'
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 'created'
+"""
+
 # KEYS: session, lock, exchanges, exchange, cancel
-# ARGV: xid, owner, now_ms, lock_ttl_ms, input_text, session_ttl_s, expires_ms, params_json
-# Returns ok, missing (no such session for this owner), duplicate (xid taken) or busy.
+# ARGV: xid, owner, now_ms, lock_ttl_ms, input_text, session_ttl_s, expires_ms, params_json,
+#       call (a token unique to this begin call)
+# Returns ok, missing (no such session for this owner), duplicate (xid taken by another
+# call) or busy.
 BEGIN = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 'missing' end
-if redis.call('EXISTS', KEYS[4]) == 1 then return 'duplicate' end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  if redis.call('HGET', KEYS[4], 'call') == ARGV[9] then return 'ok' end
+  return 'duplicate'
+end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[4]) then return 'busy' end
 redis.call('DEL', KEYS[5])
 redis.call('HSET', KEYS[4], 'xid', ARGV[1], 'input', ARGV[5], 'text', '', 'status', 'running',
-  'created', ARGV[3], 'in', 0, 'out', 0, 'cr', 0, 'cc', 0, 'params', ARGV[8])
+  'created', ARGV[3], 'in', 0, 'out', 0, 'cr', 0, 'cc', 0, 'params', ARGV[8], 'call', ARGV[9],
+  'seq', 0)
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'count', 1)
 redis.call('HSET', KEYS[1], 'updated', ARGV[3], 'expires', ARGV[7])
@@ -31,10 +61,17 @@ return 'ok'
 
 # KEYS: session, exchange, log, channel, cancel, lock
 # ARGV: seq, data_json, d_in, d_out, d_cr, d_cc, lock_ttl_ms, log_ttl_s
-# Returns {stream_id, cancel_requested}; stream_id is '' when the session is gone.
+# Returns {stream_id, cancel_requested, repeated}; stream_id is '' when the session is gone.
+# A seq at or below the last applied one is a repeat: it returns the id the last applied
+# delta was stored under, with repeated = 1, and writes nothing.
 FLUSH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'', 1} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', 1, 0} end
+local seq = tonumber(ARGV[1])
+if seq <= tonumber(redis.call('HGET', KEYS[2], 'seq') or '0') then
+  return {redis.call('HGET', KEYS[2], 'lastid') or '', redis.call('EXISTS', KEYS[5]), 1}
+end
 local id = redis.call('XADD', KEYS[3], '*', 'k', 'delta', 'd', ARGV[2])
+redis.call('HSET', KEYS[2], 'seq', seq, 'lastid', id)
 redis.call('EXPIRE', KEYS[3], ARGV[8])
 local fields = {'in', 'out', 'cr', 'cc'}
 for i, field in ipairs(fields) do
@@ -46,7 +83,7 @@ for i, field in ipairs(fields) do
 end
 redis.call('PUBLISH', KEYS[4], 'delta|' .. id .. '|' .. ARGV[2])
 redis.call('PEXPIRE', KEYS[6], ARGV[7])
-return {id, redis.call('EXISTS', KEYS[5])}
+return {id, redis.call('EXISTS', KEYS[5]), 0}
 """
 
 # KEYS: session, exchange, log, channel, cancel, lock, exchanges
@@ -56,6 +93,8 @@ return {id, redis.call('EXISTS', KEYS[5])}
 # A completed exchange counts as answered on the session.
 # Returns the end event's stream id, or '' when the session is gone. A gone session still
 # publishes the end event (its id taken from the log before the log goes), so open streams close.
+# An exchange already ended (a repeat, or the reaper got there first) keeps its first end:
+# the call returns that end's id and writes nothing.
 FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local gone = redis.call('XADD', KEYS[3], '*', 'k', ARGV[2], 'd', ARGV[3])
@@ -63,6 +102,9 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   if redis.call('GET', KEYS[6]) == ARGV[1] then redis.call('DEL', KEYS[6]) end
   redis.call('PUBLISH', KEYS[4], ARGV[2] .. '|' .. gone .. '|' .. ARGV[3])
   return ''
+end
+if redis.call('HGET', KEYS[2], 'status') ~= 'running' then
+  return redis.call('HGET', KEYS[2], 'endid') or ''
 end
 redis.call('HSET', KEYS[2], 'text', ARGV[4], 'status', ARGV[5], 'reason', ARGV[6],
   'in', ARGV[8], 'out', ARGV[9], 'cr', ARGV[10], 'cc', ARGV[11], 'completed', ARGV[16])
@@ -75,6 +117,7 @@ end
 if ARGV[5] == 'completed' then redis.call('HINCRBY', KEYS[1], 'answered', 1) end
 redis.call('HSET', KEYS[1], 'updated', ARGV[16], 'expires', ARGV[19])
 local id = redis.call('XADD', KEYS[3], '*', 'k', ARGV[2], 'd', ARGV[3])
+redis.call('HSET', KEYS[2], 'endid', id)
 redis.call('EXPIRE', KEYS[3], ARGV[18])
 redis.call('PUBLISH', KEYS[4], ARGV[2] .. '|' .. id .. '|' .. ARGV[3])
 if redis.call('GET', KEYS[6]) == ARGV[1] then redis.call('DEL', KEYS[6]) end
@@ -94,6 +137,7 @@ return id
 # from the history. Returns 1, or 0 when the exchange is gone or did not end cancelled.
 SETTLE = """
 if redis.call('HGET', KEYS[2], 'status') ~= 'cancelled' then return 0 end
+if redis.call('HSETNX', KEYS[2], 'settled', 1) == 0 then return 1 end
 if ARGV[2] == '1' then
   redis.call('HSET', KEYS[2], 'text', ARGV[1])
   redis.call('HINCRBY', KEYS[1], 'answered', 1)

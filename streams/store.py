@@ -23,7 +23,7 @@ from streams.paging import (
     encode_cursor,
 )
 from streams.records import exchange_from, session_from
-from streams.scripts import BEGIN, SETTLE, Script
+from streams.scripts import BEGIN, CREATE, SETTLE, Script
 from streams.types import (
     ErrorInfo,
     Exchange,
@@ -48,6 +48,7 @@ class Store:
         self.redis = redis
         self.keys = keys
         self.config = config
+        self._create = Script(CREATE)
         self._begin = Script(BEGIN)
         self._settle = Script(SETTLE)
 
@@ -56,11 +57,10 @@ class Store:
     async def create_session(self, owner: str, new: NewSession, sid: str | None = None) -> Session:
         """Create a session; a caller-chosen ``sid`` that exists is never overwritten.
 
-        Claiming the owner field first keeps a second principal from taking over (and reading
-        the history of) a session whose id it guessed; it gets :class:`NotFound` instead.
+        The owner's own existing session is returned as it is (a repeated call, or two
+        racing ones); another principal gets :class:`NotFound`, so it can neither take over
+        nor read a session whose id it guessed.
         """
-        if sid is not None and not await self.redis.hsetnx(self.keys.session(sid), "owner", owner):
-            return await self.get_session(owner, sid)
         sid = sid or uuid.uuid4().hex
         now = now_ms()
         ttl = self.config.session_ttl_seconds
@@ -84,14 +84,19 @@ class Store:
             record["title"] = new.title
         if new.user_id is not None:
             record["user"] = new.user_id
-        key = self.keys.session(sid)
+        fields = [part for pair in record.items() for part in pair]
+        outcome = await self._create(self.redis, [self.keys.session(sid)], [owner, ttl, *fields])
+        if outcome == "taken":
+            raise _no_session(sid)
+        if outcome == "created":
+            session = session_from({str(k): str(v) for k, v in record.items()}, running=False)
+        else:
+            session = await self.get_session(owner, sid)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, mapping=record)
-            pipe.expire(key, ttl)
-            pipe.zadd(self.keys.index(owner, "created"), {sid: now})
-            pipe.zadd(self.keys.index(owner, "updated"), {sid: now})
+            pipe.zadd(self.keys.index(owner, "created"), {sid: session.created_ms}, nx=True)
+            pipe.zadd(self.keys.index(owner, "updated"), {sid: session.updated_ms}, nx=True)
             await pipe.execute()
-        return session_from({str(k): str(v) for k, v in record.items()}, running=False)
+        return session
 
     async def _load(self, owner: str, sid: str) -> tuple[dict[str, str], bool]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -231,7 +236,9 @@ class Store:
             self.keys.cancel(sid),
         ]
         params = msgspec.json.encode(parameters)
-        args = [xid, owner, now, self.config.lock_ttl_ms, text, ttl, now + ttl * 1000, params]
+        call = uuid.uuid4().hex  # a retry of this call, after a lost reply, is no duplicate
+        expires = now + ttl * 1000
+        args = [xid, owner, now, self.config.lock_ttl_ms, text, ttl, expires, params, call]
         outcome = await self._begin(self.redis, keys, args)
         if outcome == "missing":
             raise _no_session(sid)

@@ -58,7 +58,7 @@ def test_server_metrics_read_quantiles_as_bucket_bounds() -> None:
     for status in ["completed"] * 7 + ["failed"]:
         metrics.finished(status, 1.0)
     for _ in range(120):
-        metrics.flushed()
+        metrics.flushed(repeated=False)
     now_ms = int(time.time() * 1000)
     for age_ms in [80] * 60 + [700] * 39 + [9000]:
         metrics.delivered(Item("delta", f"{now_ms - age_ms}-0", b"{}"))
