@@ -7,7 +7,7 @@ more still work. Optional response fields are omitted when empty: the SDK pages 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -16,7 +16,6 @@ from streams import types as domain
 from streams.agents import Agent as DomainAgent
 from streams.clock import iso
 
-PageSize = Annotated[int, msgspec.Meta(ge=1, le=100)]
 TITLE_MAX = 200
 
 
