@@ -21,8 +21,10 @@ Renderer = Callable[[Request[Any, Any, Any], Problem], Response[Any]]
 
 @dataclass(frozen=True)
 class Surface:
+    """``prefixes``: the paths it owns, so Litestar's own errors there get its envelope."""
+
     name: str
-    prefix: str
+    prefixes: tuple[str, ...]
     routers: Sequence[Router]
     render: Renderer
 
@@ -31,18 +33,15 @@ class Surfaces:
     """The enabled surfaces; ``fallback`` renders errors on paths that belong to none."""
 
     def __init__(self, surfaces: Sequence[Surface], fallback: Renderer) -> None:
-        self._by_prefix = sorted(surfaces, key=lambda s: len(s.prefix), reverse=True)
+        owned = [(prefix, s.render) for s in surfaces for prefix in s.prefixes]
+        self._by_prefix = sorted(owned, key=lambda pair: len(pair[0]), reverse=True)
         self._fallback = fallback
-        self.names = [s.name for s in surfaces]
-
-    @property
-    def routers(self) -> list[Router]:
-        return [router for surface in self._by_prefix for router in surface.routers]
+        self.routers = [router for surface in surfaces for router in surface.routers]
 
     def renderer(self, path: str) -> Renderer:
-        for surface in self._by_prefix:
-            if path == surface.prefix or path.startswith(surface.prefix + "/"):
-                return surface.render
+        for prefix, render in self._by_prefix:
+            if path == prefix or path.startswith(prefix + "/"):
+                return render
         return self._fallback
 
     def handle(self, request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

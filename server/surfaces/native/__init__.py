@@ -26,4 +26,4 @@ def surface(auth: Authenticator) -> Surface:
 
     dependencies = {"principal": Provide(principal, sync_to_thread=False)}
     routers = [sessions_router(dependencies), agents_router(dependencies)]
-    return Surface(name="native", prefix="/v1", routers=routers, render=render)
+    return Surface(name="native", prefixes=("/v1",), routers=routers, render=render)

@@ -20,4 +20,4 @@ def surface(auth: Authenticator) -> Surface:
 
     dependencies = {"principal": Provide(principal, sync_to_thread=False)}
     routers = [sessions_router(dependencies), agents_router(dependencies)]
-    return Surface(name="palantir", prefix="/api/v2/aipAgents", routers=routers, render=render)
+    return Surface(name="palantir", prefixes=("/api/v2/aipAgents",), routers=routers, render=render)
