@@ -234,13 +234,12 @@ class ExchangeRunner:
             return True
         attempt = self._inflight = self._inflight or self._attempt()
         loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            stream_id, cancel, repeated = await self._batcher.call(
-                _FLUSH, self._flush_keys, attempt.args
-            )
-        except (RedisError, OSError) as exc:
+            stream_id, cancel, repeated = await self._call(_FLUSH, self._flush_keys, attempt.args)
+        except (RedisError, OSError, TimeoutError) as exc:
             self._last_flush = loop.time()  # the retry waits from the failed attempt
-            self._on_outage(exc)
+            self._on_outage(exc, started)
             self._dirty.set()
             return False
         self._inflight = None
@@ -259,13 +258,24 @@ class ExchangeRunner:
             self.request_cancel()
         return True
 
-    def _on_outage(self, exc: BaseException) -> None:
+    async def _call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """A script call; during an outage it gives up when the outage bound is reached, so
+        a Redis that accepts calls but never answers cannot stretch the bound."""
+        call = self._batcher.call(script, keys, args)
+        if self._outage_since is None:
+            return await call
+        bound = self._outage_since + self._config.redis_outage_bound_seconds
+        left = bound - asyncio.get_running_loop().time()
+        return await asyncio.wait_for(call, max(left, 0.0) + _OUTAGE_RETRY)
+
+    def _on_outage(self, exc: BaseException, started: float) -> None:
+        """A call sent at ``started`` failed: the outage began then, at the latest."""
         now = asyncio.get_running_loop().time()
         self._observer.redis_error()
         if self._outage_since is None:
-            self._outage_since = now
+            self._outage_since = started
             log.warning("flush failed", extra={"exchangeId": self.spec.xid, "error": str(exc)})
-        elif now - self._outage_since > self._config.redis_outage_bound_seconds:
+        if now - self._outage_since > self._config.redis_outage_bound_seconds:
             self.abort(
                 "redis_unavailable",
                 f"Redis was unreachable for over {self._config.redis_outage_bound_seconds:g}s",
@@ -293,10 +303,11 @@ class ExchangeRunner:
         """Flush the rest and store the end; retried until Redis answers."""
         delay = _OUTAGE_RETRY
         while True:
+            started = asyncio.get_running_loop().time()
             try:
                 return await self._store_end()
-            except (RedisError, OSError) as exc:
-                self._on_outage(exc)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._on_outage(exc, started)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _FINISH_RETRY_MAX)
 
@@ -315,7 +326,7 @@ class ExchangeRunner:
             args = finish_args(exchange, self._meter.unwritten(final), completed, self._config)
             self._end = (exchange, args, final)
         exchange, args, final = self._end
-        stream_id = await self._batcher.call(FINISH_SCRIPT, self._finish_keys, args)
+        stream_id = await self._call(FINISH_SCRIPT, self._finish_keys, args)
         self._meter.mark_written(final)
         return exchange if stream_id else None
 
