@@ -46,4 +46,5 @@ def finish_args(
         ttl,
         min(config.replay_retention_seconds, ttl),
         completed_ms + ttl * 1000,
+        exchange.first_token_ms or "",
     ]

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from streams.clock import now_ms
 from streams.config import EngineConfig
 from streams.ending import FINISH_SCRIPT, finish_args, finish_keys
-from streams.events import Item
+from streams.events import Item, stream_key
 from streams.keys import Keys
 from streams.records import exchange_from
 from streams.store import LogEntry, Store
@@ -65,6 +65,8 @@ class Reaper:
         exchange = msgspec.structs.replace(
             exchange_from(sid, record),
             reply_text="".join(texts),
+            # The first delta is flushed as soon as its text arrives: its log id tells when.
+            first_token_ms=stream_key(entries[0].id)[0] if entries else None,
             status="failed",
             finish_reason="interrupted",
             completed_ms=completed,

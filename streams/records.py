@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from streams.types import ErrorInfo, Exchange, Session, Usage
 
 _params = msgspec.json.Decoder(dict[str, str])
+_state = msgspec.json.Decoder(dict[str, Any])
 
 
 def usage_from(record: dict[str, str]) -> Usage:
@@ -44,11 +47,13 @@ def session_from(record: dict[str, str], *, running: bool) -> Session:
         updated_ms=int(record["updated"]),
         expires_ms=int(record["expires"]),
         user_id=record.get("user"),
+        state=_state.decode(record["state"]) if "state" in record else None,
     )
 
 
 def exchange_from(sid: str, record: dict[str, str]) -> Exchange:
     completed = record.get("completed")
+    first = record.get("first")
     error = record.get("error")
     return Exchange(
         exchange_id=record["xid"],
@@ -63,6 +68,7 @@ def exchange_from(sid: str, record: dict[str, str]) -> Exchange:
         error=msgspec.json.decode(error, type=ErrorInfo) if error else None,
         parameters=_params.decode(record.get("params", "{}")),
         dropped=record.get("dropped") == "1",
+        first_token_ms=int(first) if first else None,
     )
 
 

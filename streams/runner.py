@@ -107,7 +107,7 @@ class ExchangeRunner:
         self._stop_outcome: Outcome | None = None
         self._closing = False
         self._flushing = False
-        self._first_token_at: float | None = None
+        self._first_token_ms: int | None = None
         self.done = asyncio.Event()
 
     # --- control -------------------------------------------------------------------------
@@ -172,8 +172,8 @@ class ExchangeRunner:
             self._outcome.finish_reason = "stop"
 
     def _add_text(self, text: str) -> None:
-        if self._first_token_at is None:
-            self._first_token_at = asyncio.get_running_loop().time()
+        if self._first_token_ms is None:
+            self._first_token_ms = now_ms()
             self._observer.first_token()
         self._parts.append(text)
         self._pending.append(text)
@@ -297,6 +297,7 @@ class ExchangeRunner:
             completed_ms=completed_ms,
             error=self._outcome.error,
             parameters=self.spec.parameters,
+            first_token_ms=self._first_token_ms,
         )
 
     async def _finish(self) -> Exchange | None:

@@ -89,7 +89,7 @@ return {id, redis.call('EXISTS', KEYS[5]), 0}
 # KEYS: session, exchange, log, channel, cancel, lock, exchanges
 # ARGV: xid, kind, payload_json, text, status, reason, error_json,
 #       in, out, cr, cc (final), d_in, d_out, d_cr, d_cc (not yet counted on the session),
-#       now_ms, session_ttl_s, log_ttl_s, expires_ms
+#       now_ms, session_ttl_s, log_ttl_s, expires_ms, first_token_ms ('' when no text came)
 # A completed exchange counts as answered on the session.
 # Returns the end event's stream id, or '' when the session is gone. A gone session still
 # publishes the end event (its id taken from the log before the log goes), so open streams close.
@@ -109,6 +109,7 @@ end
 redis.call('HSET', KEYS[2], 'text', ARGV[4], 'status', ARGV[5], 'reason', ARGV[6],
   'in', ARGV[8], 'out', ARGV[9], 'cr', ARGV[10], 'cc', ARGV[11], 'completed', ARGV[16])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'error', ARGV[7]) end
+if ARGV[20] ~= '' then redis.call('HSET', KEYS[2], 'first', ARGV[20]) end
 local fields = {'in', 'out', 'cr', 'cc'}
 for i, field in ipairs(fields) do
   local delta = tonumber(ARGV[11 + i])

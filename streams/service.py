@@ -8,6 +8,7 @@ import functools
 import logging
 import re
 import uuid
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -28,12 +29,14 @@ from streams.reaper import Reaper
 from streams.runner import ExchangeRunner, ExchangeSpec, RunObserver
 from streams.store import LogEntry, Store
 from streams.types import (
+    Counted,
     Exchange,
     NewSession,
     Page,
     Session,
     SessionPatch,
     SessionQuery,
+    SessionSearch,
     Turn,
 )
 from streams.watch import Watch
@@ -43,6 +46,7 @@ log = logging.getLogger("parley.service")
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CANCEL_WAIT = 10.0
 _MAX_PARAMETERS = 64
+MAX_STATE_BYTES = 65_536
 
 
 def check_id(value: str, field: str) -> str:
@@ -149,6 +153,7 @@ class ConversationService:
 
     @redis_guarded
     async def create_session(self, owner: str, new: NewSession, sid: str | None = None) -> Session:
+        _check_state(new.state)
         agent = await self.agents.resolve(new.agent_id, new.agent_version)
         new = msgspec.structs.replace(
             new,
@@ -174,7 +179,15 @@ class ConversationService:
         return await self.store.list_sessions(owner, query)
 
     @redis_guarded
+    async def search_sessions(self, owner: str, search: SessionSearch) -> Counted[Session]:
+        """A numbered page with the exact number of matches; reads all of ``owner``'s
+        sessions, so prefer :meth:`list_sessions` where cursors do."""
+        return await self.store.search_sessions(owner, search)
+
+    @redis_guarded
     async def update_session(self, owner: str, sid: str, patch: SessionPatch) -> Session:
+        if not isinstance(patch.state, msgspec.UnsetType):
+            _check_state(patch.state)
         return await self.store.update_session(owner, sid, patch)
 
     @redis_guarded
@@ -205,6 +218,11 @@ class ConversationService:
         return exchange
 
     # --- continues -------------------------------------------------------------------------
+
+    def check_turn(self, turn: Turn) -> None:
+        """Refuse a turn the service would refuse, before a caller creates what it needs
+        (a session to run it in): a refused request changes nothing."""
+        self._check_input(turn)
 
     def _check_input(self, turn: Turn) -> None:
         limit = self.config.max_input_chars
@@ -381,6 +399,12 @@ class ConversationService:
             await self.store.settle_cancelled(sid, running, reply)
         return await self.get_exchange(owner, sid, running)
 
+    @redis_guarded
+    async def running_session_of(self, owner: str, xid: str) -> str | None:
+        """Which of ``owner``'s sessions runs exchange ``xid`` now, for APIs that cancel a run
+        by its id alone. Looks through the owner's sessions, most recently active first."""
+        return await self.store.running_session_of(owner, xid)
+
     async def _signal_cancel(self, sid: str, xid: str) -> None:
         runner = self._runners.get(sid)
         if runner is not None and runner.spec.xid == xid:
@@ -405,6 +429,16 @@ class ConversationService:
             return False
         runner.request_cancel()
         return True
+
+
+def _check_state(state: dict[str, Any] | None) -> None:
+    """A session's state is read with the session on every listing, so it stays small."""
+    if state is not None and len(msgspec.json.encode(state)) > MAX_STATE_BYTES:
+        raise InvalidInput(
+            f"is larger than {MAX_STATE_BYTES} bytes as JSON",
+            field="state",
+            details={"limit": MAX_STATE_BYTES},
+        )
 
 
 def _ends(entries: list[LogEntry]) -> bool:

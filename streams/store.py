@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 from redis.asyncio import Redis
@@ -25,6 +25,7 @@ from streams.paging import (
 from streams.records import exchange_from, session_from
 from streams.scripts import BEGIN, CREATE, SETTLE, Script
 from streams.types import (
+    Counted,
     ErrorInfo,
     Exchange,
     NewSession,
@@ -32,9 +33,11 @@ from streams.types import (
     Session,
     SessionPatch,
     SessionQuery,
+    SessionSearch,
 )
 
 _SORTS = ("created", "updated")
+_SCAN_BATCH = 200
 
 
 class LogEntry(msgspec.Struct):
@@ -84,6 +87,8 @@ class Store:
             record["title"] = new.title
         if new.user_id is not None:
             record["user"] = new.user_id
+        if new.state is not None:
+            record["state"] = msgspec.json.encode(new.state).decode()
         fields = [part for pair in record.items() for part in pair]
         outcome = await self._create(self.redis, [self.keys.session(sid)], [owner, ttl, *fields])
         if outcome == "taken":
@@ -120,12 +125,16 @@ class Store:
             changes["metadata"] = msgspec.json.encode(patch.metadata).decode()
         if not isinstance(patch.refresh_interval_ms, msgspec.UnsetType):
             changes["interval"] = patch.refresh_interval_ms
+        if isinstance(patch.state, dict):
+            changes["state"] = msgspec.json.encode(patch.state).decode()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=changes)
             if patch.title is None:
                 pipe.hdel(key, "title")
             elif not isinstance(patch.title, msgspec.UnsetType):
                 pipe.hset(key, "title", patch.title)
+            if patch.state is None:
+                pipe.hdel(key, "state")
             pipe.zadd(self.keys.index(owner, "updated"), {sid: now}, xx=True)
             await pipe.execute()
         return await self.get_session(owner, sid)
@@ -174,6 +183,54 @@ class Store:
             score, sid, _ = page[-1]
             next_cursor = encode_cursor(KeysetCursor(query.sort, order, score, sid))
         return Page(items=[s for _, _, s in page], next_cursor=next_cursor)
+
+    async def search_sessions(self, owner: str, search: SessionSearch) -> Counted[Session]:
+        """Every matching session of ``owner``, sorted, counted exactly, then one slice.
+
+        An exact total needs every session read, so this costs a pass over the owner's index
+        (pipelined in batches); keyset paging (:meth:`list_sessions`) stays the cheap way.
+        """
+        index = self.keys.index(owner, "created")
+        entries = cast(
+            list[tuple[str, float]], await self.redis.zrange(index, 0, -1, withscores=True)
+        )
+        keep = _session_filter(
+            SessionQuery(
+                agent_id=search.agent_id,
+                user_id=search.user_id,
+                title_contains=search.title_contains,
+            )
+        )
+        matched: list[Session] = []
+        for start in range(0, len(entries), _SCAN_BATCH):
+            batch = [(int(score), sid) for sid, score in entries[start : start + _SCAN_BATCH]]
+            matched += [s for _, _, s in await self._sessions_of(owner, index, batch) if keep(s)]
+        matched.sort(key=_SEARCH_KEYS[search.sort], reverse=search.descending)
+        end = search.offset + search.limit
+        return Counted(items=matched[search.offset : end], total=len(matched))
+
+    async def running_session_of(self, owner: str, xid: str) -> str | None:
+        """The session of ``owner`` whose running exchange is ``xid``, if any.
+
+        A running exchange holds its session's lock under its own id; the sessions touched
+        last are looked at first, as a running exchange's session was touched when it began.
+        """
+        index = self.keys.index(owner, "updated")
+        start = 0
+        while True:
+            sids = cast(
+                list[str], await self.redis.zrevrange(index, start, start + _SCAN_BATCH - 1)
+            )
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.get(self.keys.lock(sid))
+                holders = await pipe.execute()
+            for sid, holder in zip(sids, holders, strict=True):
+                if holder == xid:
+                    return sid
+            if len(sids) < _SCAN_BATCH:
+                return None
+            start += _SCAN_BATCH
 
     async def _index_window(
         self, index: str, cursor: KeysetCursor | None, descending: bool, start: int, count: int
@@ -338,6 +395,13 @@ def _orphans_failed(exchange: Exchange, running: str | None) -> Exchange:
             code="interrupted", message="the server running this exchange stopped", retryable=True
         ),
     )
+
+
+_SEARCH_KEYS: dict[str, Callable[[Session], tuple[Any, ...]]] = {
+    "created": lambda s: (s.created_ms, s.session_id),
+    "updated": lambda s: (s.updated_ms, s.session_id),
+    "title": lambda s: ((s.title or "").casefold(), s.created_ms, s.session_id),
+}
 
 
 def _session_filter(query: SessionQuery) -> Callable[[Session], bool]:

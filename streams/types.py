@@ -6,7 +6,7 @@ onto its API's shape (``server.surfaces.<name>.wire``).
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -14,6 +14,7 @@ T = TypeVar("T")
 ExchangeStatus = Literal["running", "completed", "cancelled", "failed"]
 SessionStatus = Literal["idle", "running"]
 SessionSort = Literal["created", "updated"]
+SearchSort = Literal["created", "updated", "title"]
 
 
 class Usage(msgspec.Struct, kw_only=True):
@@ -46,7 +47,11 @@ class ErrorInfo(msgspec.Struct, kw_only=True):
 
 
 class Exchange(msgspec.Struct, kw_only=True):
-    """One user turn and the reply. ``dropped``: cancelled and left out of the history."""
+    """One user turn and the reply. ``dropped``: cancelled and left out of the history.
+
+    ``first_token_ms``: when the reply's first text arrived (None until it has, and for
+    exchanges stored before it was recorded), so time to first token is a stored fact.
+    """
 
     exchange_id: str
     session_id: str
@@ -60,11 +65,16 @@ class Exchange(msgspec.Struct, kw_only=True):
     error: ErrorInfo | None = None
     parameters: dict[str, str] = msgspec.field(default_factory=dict)
     dropped: bool = False
+    first_token_ms: int | None = None
 
 
 class Session(msgspec.Struct, kw_only=True):
     """``exchange_count`` counts every exchange begun; ``answered_count`` those that got a
-    reply: completed, or cancelled with a reply the client gave."""
+    reply: completed, or cancelled with a reply the client gave.
+
+    ``state`` is an opaque JSON object a client keeps with the session, for APIs that have
+    one (a "session state"); the engine stores and returns it and never reads it.
+    """
 
     session_id: str
     agent_id: str
@@ -80,6 +90,7 @@ class Session(msgspec.Struct, kw_only=True):
     updated_ms: int
     expires_ms: int
     user_id: str | None = None
+    state: dict[str, Any] | None = None
 
 
 class Page(msgspec.Struct, Generic[T]):
@@ -94,12 +105,16 @@ class NewSession(msgspec.Struct, kw_only=True):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     refresh_interval_ms: int | None = None
     user_id: str | None = None
+    state: dict[str, Any] | None = None
 
 
 class SessionPatch(msgspec.Struct, kw_only=True):
+    """Fields left UNSET stay as they are; ``title`` or ``state`` None removes it."""
+
     title: str | msgspec.UnsetType | None = msgspec.UNSET
     metadata: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
     refresh_interval_ms: int | msgspec.UnsetType = msgspec.UNSET
+    state: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class SessionQuery(msgspec.Struct, kw_only=True):
@@ -111,6 +126,26 @@ class SessionQuery(msgspec.Struct, kw_only=True):
     descending: bool = True
     limit: int = 20
     cursor: str | None = None
+
+
+class SessionSearch(msgspec.Struct, kw_only=True):
+    """A numbered page of a principal's sessions, for APIs that page by number and show an
+    exact total. ``title`` sorts by title, case-insensitively, untitled first."""
+
+    agent_id: str | None = None
+    user_id: str | None = None
+    title_contains: str | None = None
+    sort: SearchSort = "created"
+    descending: bool = True
+    offset: int = 0
+    limit: int = 20
+
+
+class Counted(msgspec.Struct, Generic[T]):
+    """One slice of a result and how many items the whole result holds."""
+
+    items: list[T]
+    total: int
 
 
 class Turn(msgspec.Struct, kw_only=True):

@@ -80,6 +80,21 @@ async def test_a_finished_reply_is_stored_completed_with_its_text_and_usage(
     assert rig.observer.statuses == ["completed"]
 
 
+async def test_the_time_of_the_first_text_is_stored_with_the_exchange(
+    rig: Rig, store: Store
+) -> None:
+    backend = PacedBackend([0.3, text("late"), 0.2, text(" start")])
+    runner = await rig.runner(backend)
+
+    exchange = await finished(start(runner))
+
+    assert exchange is not None and exchange.first_token_ms is not None
+    assert abs(exchange.first_token_ms - backend.yielded_ms[0]) < 20  # not the second chunk's
+    assert exchange.first_token_ms - exchange.created_ms >= 300
+    stored = await store.get_exchange(runner.spec.sid, "x1")
+    assert stored is not None and stored.first_token_ms == exchange.first_token_ms
+
+
 async def test_the_first_chunk_is_flushed_at_once_not_after_an_interval(
     rig: Rig, store: Store
 ) -> None:
