@@ -29,7 +29,7 @@ from server.routes.metrics import metrics as metrics_route
 from server.routes.page import page_router
 from server.settings import Settings, SettingsError
 from server.streaming import OpenStreams
-from server.surfaces import Surface, Surfaces, native, palantir
+from server.surfaces import Surface, Surfaces, agno, native, palantir
 from streams.agent_checks import check_agent
 from streams.agent_store import RedisAgentCatalog
 from streams.agents import Agent, builtin_agents
@@ -50,6 +50,7 @@ log = logging.getLogger("parley.app")
 SURFACES: dict[str, Callable[[Authenticator], Surface]] = {
     "native": native.surface,
     "palantir": palantir.surface,
+    "agno": agno.surface,
 }
 
 

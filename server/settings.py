@@ -190,7 +190,7 @@ SETTING_DOCS: dict[str, str] = {
     "PARLEY_DATA_DIR.",
     "data_dir": "Where the private Redis keeps its append-only data.",
     "api_keys": "Comma-separated `key` or `key=principal`. Set: every API request needs "
-    "a key (`Authorization: Bearer <key>` on native and Palantir).",
+    "a key (`Authorization: Bearer <key>` on native, Palantir and Agno).",
     "allow_insecure": "Allow listening beyond loopback with authentication off.",
     "key_prefix": "Prefix of every Redis key and channel, so deployments never collide.",
     "session_ttl_seconds": "Idle lifetime of a session; each exchange extends it.",
@@ -205,7 +205,7 @@ SETTING_DOCS: dict[str, str] = {
     "run_lock_ttl_seconds": "A running exchange's lock lives this long unless its process "
     "renews it; after that, watchers end the exchange as failed: interrupted.",
     "log_level": "debug, info, warning or error. Logs are JSON lines on stderr.",
-    "surfaces": "The APIs to serve: `all`, or a comma-separated list of native, palantir.",
+    "surfaces": "The APIs to serve: `all`, or a comma-separated list of native, palantir, agno.",
     "agents_file": "A TOML file of [[agents]] loaded at start; a changed agent gets a new "
     "version. A bad file stops the server.",
     "openai_base_url": "Server-wide OpenAI-compatible base URL (vLLM, Ollama, ...). Unset: "

@@ -9,14 +9,11 @@ import msgspec
 
 from streams import types as domain
 from streams.clock import iso
+from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, check_metadata
 from streams.types import ExchangeStatus, SessionStatus
 
 T = TypeVar("T")
 D = TypeVar("D")
-
-MIN_INTERVAL_MS = 50
-MAX_INTERVAL_MS = 5000
-MAX_METADATA = 16
 
 Interval = Annotated[int, msgspec.Meta(description="Refresh interval in ms, 50-5000.")]
 Metadata = Annotated[
@@ -32,18 +29,6 @@ def check_interval(value: int | msgspec.UnsetType | None) -> None:
             f"refreshIntervalMs must be between {MIN_INTERVAL_MS} and {MAX_INTERVAL_MS}, "
             f"got {value}"
         )
-
-
-def check_metadata(value: dict[str, str] | msgspec.UnsetType) -> None:
-    if isinstance(value, msgspec.UnsetType):
-        return
-    if len(value) > MAX_METADATA:
-        raise ValueError(f"metadata holds at most {MAX_METADATA} pairs, got {len(value)}")
-    for key, item in value.items():
-        if not 1 <= len(key) <= 64:
-            raise ValueError(f"metadata key {key[:70]!r} must be 1-64 characters")
-        if len(item) > 512:
-            raise ValueError(f"metadata value of {key!r} is longer than 512 characters")
 
 
 class CreateSession(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):
