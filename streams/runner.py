@@ -33,6 +33,18 @@ _OUTAGE_RETRY = 0.25
 _FINISH_RETRY_MAX = 2.0
 
 
+def flush_keys(keys: Keys, sid: str, xid: str) -> list[str]:
+    """FLUSH's KEYS, in its order."""
+    return [
+        keys.session(sid),
+        keys.exchange(sid, xid),
+        keys.log(sid, xid),
+        keys.channel(sid),
+        keys.cancel(sid),
+        keys.lock(sid),
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class ExchangeSpec:
     owner: str
@@ -82,14 +94,7 @@ class ExchangeRunner:
         self._config = config
         self._observer = observer or RunObserver()
         sid, xid = spec.sid, spec.xid
-        self._flush_keys = [
-            keys.session(sid),
-            keys.exchange(sid, xid),
-            keys.log(sid, xid),
-            keys.channel(sid),
-            keys.cancel(sid),
-            keys.lock(sid),
-        ]
+        self._flush_keys = flush_keys(keys, sid, xid)
         self._finish_keys = finish_keys(keys, sid, xid)
         self._interval = spec.interval_ms / 1000
         self._parts: list[str] = []

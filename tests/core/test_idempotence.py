@@ -17,6 +17,7 @@ from streams.ending import FINISH_SCRIPT
 from streams.errors import NotFound
 from streams.keys import Keys
 from streams.records import usage_from
+from streams.runner import flush_keys
 from streams.scripts import BEGIN, FLUSH, SETTLE, Script
 from streams.store import Store
 from streams.types import NewSession, Usage
@@ -71,17 +72,6 @@ async def session_usage(redis: Redis, keys: Keys, sid: str) -> Usage:
 
 async def exchange_usage(redis: Redis, keys: Keys, sid: str, xid: str) -> Usage:
     return usage_from(await redis.hgetall(keys.exchange(sid, xid)))  # type: ignore[misc]
-
-
-def flush_keys(keys: Keys, sid: str, xid: str) -> list[str]:
-    return [
-        keys.session(sid),
-        keys.exchange(sid, xid),
-        keys.log(sid, xid),
-        keys.channel(sid),
-        keys.cancel(sid),
-        keys.lock(sid),
-    ]
 
 
 async def test_a_flush_run_twice_writes_its_delta_and_usage_once(

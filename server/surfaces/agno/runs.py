@@ -20,10 +20,10 @@ from litestar.status_codes import HTTP_200_OK
 from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
-from server.streaming import OpenStreams, StreamResponse
+from server.streaming import EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
 from server.surfaces.agno.errors import bad_request, invalid, no_session
 from server.surfaces.agno.ids import run_ids_of, session_id_of
-from server.surfaces.agno.stream import HEADERS, Run, run_frames, started_frame
+from server.surfaces.agno.stream import Run, run_frames, started_frame
 from server.surfaces.agno.wire import RunForm, run_output
 from server.surfaces.errors import SurfaceError
 from streams import types as domain
@@ -127,7 +127,9 @@ async def create_run(
             service.cancel_local(sid, run.run_id)
 
     frames = run_frames(watch, run, started_frame(run, now_ms()), exporter.metrics.delivered)
-    return StreamResponse(frames, headers=HEADERS, streams=open_streams, on_close=on_close)
+    return StreamResponse(
+        frames, headers=EVENT_STREAM_HEADERS, streams=open_streams, on_close=on_close
+    )
 
 
 @post(

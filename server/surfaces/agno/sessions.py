@@ -12,7 +12,7 @@ import contextlib
 import time
 from typing import Annotated, Literal
 
-from litestar import Router, delete, get, patch, post, put
+from litestar import HttpMethod, Router, delete, get, patch, post, route
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import Dependencies
@@ -261,21 +261,12 @@ async def get_run(
     )
 
 
-async def _rename(
-    session_id: str,
-    data: RenameRequest,
-    service: ConversationService,
-    agents: RedisAgentCatalog,
-    principal: str,
-    user_id: str | None,
-) -> AgentSessionDetailSchema:
-    session = await _session(service, principal, session_id, user_id)
-    patch_ = SessionPatch(title=_name(data.session_name))
-    session = await service.update_session(principal, session.session_id, patch_)
-    return await _detail(service, agents, principal, session)
-
-
-@post("/{session_id:str}/rename", summary="Rename a session", status_code=HTTP_200_OK)
+@route(
+    "/{session_id:str}/rename",
+    http_method=[HttpMethod.POST, HttpMethod.PUT],
+    summary="Rename a session (POST, as Agno's code has it; PUT, as its docs say)",
+    status_code=HTTP_200_OK,
+)
 async def rename_session(
     session_id: SessionId,
     data: RenameRequest,
@@ -284,19 +275,10 @@ async def rename_session(
     principal: str,
     user_id: str | None = None,
 ) -> AgentSessionDetailSchema:
-    return await _rename(session_id, data, service, agents, principal, user_id)
-
-
-@put("/{session_id:str}/rename", summary="Rename a session (the verb Agno's docs give)")
-async def rename_session_put(
-    session_id: SessionId,
-    data: RenameRequest,
-    service: ConversationService,
-    agents: RedisAgentCatalog,
-    principal: str,
-    user_id: str | None = None,
-) -> AgentSessionDetailSchema:
-    return await _rename(session_id, data, service, agents, principal, user_id)
+    session = await _session(service, principal, session_id, user_id)
+    patch_ = SessionPatch(title=_name(data.session_name))
+    session = await service.update_session(principal, session.session_id, patch_)
+    return await _detail(service, agents, principal, session)
 
 
 @patch("/{session_id:str}", summary="Change a session's name, state or metadata")
@@ -370,7 +352,6 @@ def sessions_router(dependencies: Dependencies) -> Router:
             list_runs,
             get_run,
             rename_session,
-            rename_session_put,
             update_session,
             delete_session,
             delete_sessions,

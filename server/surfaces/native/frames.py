@@ -16,11 +16,6 @@ from streams.watch import Ping, Reconnect, Watch
 
 SURFACE = "native"
 PING_FRAME = b": ping\n\n"
-HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
 _encode = msgspec.json.Encoder().encode
 
 

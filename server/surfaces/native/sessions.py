@@ -13,8 +13,8 @@ from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
 from server.settings import Settings
-from server.streaming import OpenStreams, StreamResponse
-from server.surfaces.native.frames import HEADERS, json_frame, native_frames
+from server.streaming import EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.surfaces.native.frames import json_frame, native_frames
 from server.surfaces.native.wire import (
     BatchDelete,
     BatchDeleteResult,
@@ -182,7 +182,9 @@ async def streaming_continue(
             service.cancel_local(conversation_id, xid)
 
     frames = native_frames(watch, settings.retry_ms, opening, exporter.metrics.delivered)
-    return StreamResponse(frames, headers=HEADERS, streams=open_streams, on_close=on_close)
+    return StreamResponse(
+        frames, headers=EVENT_STREAM_HEADERS, streams=open_streams, on_close=on_close
+    )
 
 
 @get("/{conversation_id:str}/stream", summary="Join or resume the exchange in flight (SSE)")
@@ -204,7 +206,7 @@ async def stream(
     if watch is None:
         return ASGIResponse(status_code=HTTP_204_NO_CONTENT)
     frames = native_frames(watch, settings.retry_ms)
-    return StreamResponse(frames, headers=HEADERS, streams=open_streams)
+    return StreamResponse(frames, headers=EVENT_STREAM_HEADERS, streams=open_streams)
 
 
 @post("/{conversation_id:str}/cancel", summary="Cancel the running exchange", status_code=200)
