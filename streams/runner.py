@@ -265,13 +265,17 @@ class ExchangeRunner:
 
     async def _call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         """A script call; during an outage it gives up when the outage bound is reached, so
-        a Redis that accepts calls but never answers cannot stretch the bound."""
+        a Redis that accepts calls but never answers cannot stretch the bound. Past the bound
+        (the end still to store) only the batcher's own timeout applies, so a Redis that is
+        back but slow still gets the end stored."""
         call = self._batcher.call(script, keys, args)
         if self._outage_since is None:
             return await call
         bound = self._outage_since + self._config.redis_outage_bound_seconds
         left = bound - asyncio.get_running_loop().time()
-        return await asyncio.wait_for(call, max(left, 0.0) + _OUTAGE_RETRY)
+        if left <= 0:
+            return await call
+        return await asyncio.wait_for(call, left + _OUTAGE_RETRY)
 
     def _on_outage(self, exc: BaseException, started: float) -> None:
         """A call sent at ``started`` failed: the outage began then, at the latest."""
