@@ -24,6 +24,7 @@ def finish_keys(keys: Keys, sid: str, xid: str) -> list[str]:
         keys.cancel(sid),
         keys.lock(sid),
         keys.exchanges(sid),
+        keys.archives(sid),
     ]
 
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 ErrorKind = Literal[
     "invalid", "not_found", "busy", "not_running", "conflict", "unavailable", "internal"
 ]
-Resource = Literal["session", "exchange", "agent", "agent_version"]
+Resource = Literal["session", "exchange", "agent", "agent_version", "archive"]
 
 
 class EngineError(Exception):

@@ -19,6 +19,10 @@ class Keys:
     def log(self, sid: str, xid: str) -> str:
         return f"{self.prefix}:{{{sid}}}:x:{xid}:log"
 
+    def archives(self, sid: str) -> str:
+        """The session's commit archives (a hash: number -> JSON, and each commit's call)."""
+        return f"{self.prefix}:{{{sid}}}:archives"
+
     def lock(self, sid: str) -> str:
         return f"{self.prefix}:{{{sid}}}:lock"
 

@@ -48,6 +48,10 @@ def session_from(record: dict[str, str], *, running: bool) -> Session:
         expires_ms=int(record["expires"]),
         user_id=record.get("user"),
         state=_state.decode(record["state"]) if "state" in record else None,
+        commit_count=int(record.get("commits", 0)),
+        last_commit_ms=int(record["lastcommit"]) if "lastcommit" in record else None,
+        keep_recent_count=int(record.get("keep", 0)),
+        archived_messages=int(record.get("cut", 0)),
     )
 
 
@@ -69,6 +73,7 @@ def exchange_from(sid: str, record: dict[str, str]) -> Exchange:
         parameters=_params.decode(record.get("params", "{}")),
         dropped=record.get("dropped") == "1",
         first_token_ms=int(first) if first else None,
+        imported=record.get("imported") == "1",
     )
 
 

@@ -10,7 +10,9 @@ unchanged; the second run finds the first one's mark and changes nothing:
 - BEGIN: the exchange's ``call`` token (a repeat of the same call is ``ok``);
 - FLUSH: the exchange's last applied ``seq`` (a repeat returns the id it was stored under);
 - FINISH: the exchange's status (once not ``running``, a repeat returns the end's id);
-- SETTLE: the exchange's ``settled`` mark.
+- SETTLE: the exchange's ``settled`` mark;
+- IMPORT: its first exchange's key (a repeat finds it and writes nothing);
+- COMMIT: the archive's ``call:N`` token (a repeat of the same call is ``ok``).
 So the log holds each delta once, in order, and usage counters move once per applied call.
 """
 
@@ -86,7 +88,7 @@ redis.call('PEXPIRE', KEYS[6], ARGV[7])
 return {id, redis.call('EXISTS', KEYS[5]), 0}
 """
 
-# KEYS: session, exchange, log, channel, cancel, lock, exchanges
+# KEYS: session, exchange, log, channel, cancel, lock, exchanges, archives
 # ARGV: xid, kind, payload_json, text, status, reason, error_json,
 #       in, out, cr, cc (final), d_in, d_out, d_cr, d_cc (not yet counted on the session),
 #       now_ms, session_ttl_s, log_ttl_s, expires_ms, first_token_ms ('' when no text came)
@@ -125,6 +127,7 @@ if redis.call('GET', KEYS[6]) == ARGV[1] then redis.call('DEL', KEYS[6]) end
 redis.call('DEL', KEYS[5])
 redis.call('EXPIRE', KEYS[1], ARGV[17])
 redis.call('EXPIRE', KEYS[7], ARGV[17])
+redis.call('EXPIRE', KEYS[8], ARGV[17])
 local prefix = string.sub(KEYS[2], 1, #KEYS[2] - #ARGV[1])
 for _, xid in ipairs(redis.call('LRANGE', KEYS[7], 0, -1)) do
   redis.call('EXPIRE', prefix .. xid, ARGV[17])
@@ -146,6 +149,59 @@ else
   redis.call('HSET', KEYS[2], 'dropped', 1)
 end
 return 1
+"""
+
+# KEYS: session, exchanges, lock, archives, then one exchange key per message
+# ARGV: owner, now_ms, session_ttl_s, expires_ms, then xid, input, text per message
+# Imported messages are completed exchanges the model never ran (see streams.history).
+# Returns ok, missing or busy (an exchange is running: its messages come first).
+IMPORT = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 'missing' end
+if redis.call('EXISTS', KEYS[5]) == 1 then return 'ok' end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'busy' end
+for i = 5, #KEYS do
+  local a = 5 + (i - 5) * 3
+  redis.call('HSET', KEYS[i], 'xid', ARGV[a], 'input', ARGV[a + 1], 'text', ARGV[a + 2],
+    'status', 'completed', 'created', ARGV[2], 'completed', ARGV[2], 'in', 0, 'out', 0,
+    'cr', 0, 'cc', 0, 'params', '{}', 'imported', 1, 'seq', 0)
+  redis.call('RPUSH', KEYS[2], ARGV[a])
+end
+redis.call('HINCRBY', KEYS[1], 'count', #KEYS - 4)
+redis.call('HSET', KEYS[1], 'updated', ARGV[2], 'expires', ARGV[4])
+for _, key in ipairs({KEYS[1], KEYS[2], KEYS[4]}) do redis.call('EXPIRE', key, ARGV[3]) end
+local prefix = string.sub(KEYS[5], 1, #KEYS[5] - #ARGV[5])
+for _, xid in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  redis.call('EXPIRE', prefix .. xid, ARGV[3])
+end
+return 'ok'
+"""
+
+# KEYS: session, archives
+# ARGV: owner, number, cut, archive_json, keep, now_ms, d_in, d_out, d_cr, d_cc, call
+# Stores archive ``number``, which must follow the session's last one, moves the session's
+# cut past the messages it archived and counts the summary's usage on the session.
+# Returns ok, missing, or conflict (another commit got there first).
+COMMIT = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 'missing' end
+local done = redis.call('HGET', KEYS[2], 'call:' .. ARGV[2])
+if done then
+  if done == ARGV[11] then return 'ok' end
+  return 'conflict'
+end
+if tonumber(redis.call('HGET', KEYS[1], 'commits') or '0') ~= tonumber(ARGV[2]) - 1 then
+  return 'conflict'
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4], 'call:' .. ARGV[2], ARGV[11])
+redis.call('HSET', KEYS[1], 'commits', ARGV[2], 'cut', ARGV[3], 'keep', ARGV[5],
+  'lastcommit', ARGV[6], 'updated', ARGV[6])
+local fields = {'in', 'out', 'cr', 'cc'}
+for i, field in ipairs(fields) do
+  local delta = tonumber(ARGV[6 + i])
+  if delta ~= 0 then redis.call('HINCRBY', KEYS[1], field, delta) end
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 'ok'
 """
 
 

@@ -18,25 +18,31 @@ from streams.agents import AgentCatalog
 from streams.backends.registry import BackendRegistry
 from streams.batcher import ScriptBatcher
 from streams.clock import now_ms
+from streams.compaction import summarize, summary_request
 from streams.config import EngineConfig
-from streams.context import build_request
+from streams.context import build_request, select_context
 from streams.errors import InvalidInput, NotFound, NotRunning, Unavailable
 from streams.events import Item
 from streams.guard import redis_guarded
+from streams.history import messages_of
 from streams.hub import Hub, Subscription
 from streams.keys import Keys
 from streams.reaper import Reaper
 from streams.runner import ExchangeRunner, ExchangeSpec, RunObserver
 from streams.store import LogEntry, Store
 from streams.types import (
+    Archive,
     Counted,
     Exchange,
+    ImportedMessage,
     NewSession,
     Page,
     Session,
+    SessionContext,
     SessionPatch,
     SessionQuery,
     SessionSearch,
+    Transcript,
     Turn,
 )
 from streams.watch import Watch
@@ -46,6 +52,7 @@ log = logging.getLogger("parley.service")
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CANCEL_WAIT = 10.0
 _MAX_PARAMETERS = 64
+MAX_IMPORTED = 100
 MAX_STATE_BYTES = 65_536
 
 
@@ -217,6 +224,82 @@ class ConversationService:
             )
         return exchange
 
+    # --- history without the model: imports, compaction, context -------------------------
+
+    def check_messages(self, messages: list[ImportedMessage]) -> None:
+        """Refuse messages :meth:`import_messages` would refuse, before a caller creates the
+        session they go to."""
+        if not 1 <= len(messages) <= MAX_IMPORTED:
+            raise InvalidInput(f"must hold 1 to {MAX_IMPORTED} messages", field="messages")
+        for m in messages:
+            self._check_input(Turn(text=m.text))
+
+    @redis_guarded
+    async def import_messages(
+        self, owner: str, sid: str, messages: list[ImportedMessage]
+    ) -> Session:
+        """Append user and assistant messages to the history without running the model; the
+        next exchange sends them as history. Refused (busy) while an exchange runs."""
+        self.check_messages(messages)
+        await self.store.import_messages(owner, sid, messages, now_ms())
+        return await self.store.get_session(owner, sid)
+
+    @redis_guarded
+    async def transcript(self, owner: str, sid: str) -> Transcript:
+        session = await self.store.get_session(owner, sid)
+        history = await self.store.completed_history(sid)
+        archives = await self.store.archives(sid) if session.commit_count else []
+        return Transcript(session=session, messages=messages_of(history), archives=archives)
+
+    @redis_guarded
+    async def archive(self, owner: str, sid: str, number: int) -> Archive:
+        found = await self.transcript(owner, sid)
+        for archive in found.archives:
+            if archive.number == number:
+                return archive
+        raise NotFound(
+            f"archive {number} of session {sid} not found",
+            resource="archive",
+            details={"session_id": sid, "archive": number},
+        )
+
+    @redis_guarded
+    async def context(self, owner: str, sid: str, budget: int) -> SessionContext:
+        """The summaries and live messages the next exchange would send within ``budget``
+        tokens (besides the instructions and the new input)."""
+        if budget < 0:
+            raise InvalidInput("must be 0 or more", field="token_budget")
+        found = await self.transcript(owner, sid)
+        return select_context(found.live, found.archives, budget)
+
+    @redis_guarded
+    async def commit(self, owner: str, sid: str, keep_recent_count: int) -> Archive | None:
+        """Archive the live messages before the newest ``keep_recent_count``: the agent writes
+        their summary, which takes their place in the model's context. None: nothing was
+        outside the keep window, and nothing changed."""
+        if keep_recent_count < 0:
+            raise InvalidInput("must be 0 or more", field="keep_recent_count")
+        found = await self.transcript(owner, sid)
+        live = found.live
+        doomed = live[: max(0, len(live) - keep_recent_count)]
+        if not doomed:
+            return None
+        session = found.session
+        agent = await self.agents.resolve(session.agent_id, session.agent_version)
+        request = summary_request(agent, doomed)
+        summary, usage = await summarize(self.backends.for_agent(agent), request)
+        first = session.archived_messages
+        archive = Archive(
+            number=session.commit_count + 1,
+            summary=summary,
+            first=first,
+            last=first + len(doomed),
+            created_ms=now_ms(),
+            usage=usage,
+        )
+        await self.store.commit(owner, sid, archive, keep_recent_count)
+        return archive
+
     # --- continues -------------------------------------------------------------------------
 
     def check_turn(self, turn: Turn) -> None:
@@ -249,7 +332,9 @@ class ConversationService:
         session = await self.store.get_session(owner, sid)
         agent = await self.agents.resolve(session.agent_id, session.agent_version)
         history = await self.store.completed_history(sid)
-        request = build_request(agent, history, turn.text, turn.parameters)
+        live = messages_of(history)[session.archived_messages :]
+        archives = await self.store.archives(sid) if session.commit_count else []
+        request = build_request(agent, live, turn.text, turn.parameters, archives)
         backend = self.backends.for_agent(agent)
         created = now_ms()
         await self.store.begin_exchange(owner, sid, xid, turn.text, turn.parameters, created)

@@ -22,12 +22,14 @@ from streams.paging import (
     decode_offset,
     encode_cursor,
 )
-from streams.records import exchange_from, session_from
-from streams.scripts import BEGIN, CREATE, SETTLE, Script
+from streams.records import exchange_from, session_from, usage_args
+from streams.scripts import BEGIN, COMMIT, CREATE, IMPORT, SETTLE, Script
 from streams.types import (
+    Archive,
     Counted,
     ErrorInfo,
     Exchange,
+    ImportedMessage,
     NewSession,
     Page,
     Session,
@@ -37,6 +39,7 @@ from streams.types import (
 )
 
 _SORTS = ("created", "updated")
+_archive = msgspec.json.Decoder(Archive)
 _SCAN_BATCH = 200
 
 
@@ -54,6 +57,8 @@ class Store:
         self._create = Script(CREATE)
         self._begin = Script(BEGIN)
         self._settle = Script(SETTLE)
+        self._import = Script(IMPORT)
+        self._commit = Script(COMMIT)
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -149,6 +154,7 @@ class Store:
             self.keys.exchanges(sid),
             self.keys.lock(sid),
             self.keys.cancel(sid),
+            self.keys.archives(sid),
         ]
         for xid in xids:
             doomed += [self.keys.exchange(sid, xid), self.keys.log(sid, xid)]
@@ -349,6 +355,60 @@ class Store:
             for r in records
             if r and r.get("status", "running") != "running" and r.get("dropped") != "1"
         ]
+
+    async def import_messages(
+        self, owner: str, sid: str, messages: list[ImportedMessage], now: int
+    ) -> None:
+        """Append ``messages`` to the history as imported exchanges, in one atomic step."""
+        ttl = self.config.session_ttl_seconds
+        xids = [uuid.uuid4().hex for _ in messages]
+        keys = [
+            self.keys.session(sid),
+            self.keys.exchanges(sid),
+            self.keys.lock(sid),
+            self.keys.archives(sid),
+            *(self.keys.exchange(sid, xid) for xid in xids),
+        ]
+        args: list[EncodableT] = [owner, now, ttl, now + ttl * 1000]
+        for xid, m in zip(xids, messages, strict=True):
+            args += [xid, m.text, ""] if m.role == "user" else [xid, "", m.text]
+        outcome = await self._import(self.redis, keys, args)
+        if outcome == "missing":
+            raise _no_session(sid)
+        if outcome == "busy":
+            raise SessionBusy("the session has an exchange running", details={"session_id": sid})
+        await self.redis.zadd(self.keys.index(owner, "updated"), {sid: now}, xx=True)
+
+    async def archives(self, sid: str) -> list[Archive]:
+        """The session's archives, oldest first."""
+        record = cast(dict[str, str], await self.redis.hgetall(self.keys.archives(sid)))
+        found = [_archive.decode(v) for k, v in record.items() if k.isdigit()]
+        return sorted(found, key=lambda a: a.number)
+
+    async def commit(self, owner: str, sid: str, archive: Archive, keep: int) -> None:
+        """Store ``archive`` and move the session's cut past it, atomically."""
+        keys = [self.keys.session(sid), self.keys.archives(sid)]
+        call = uuid.uuid4().hex  # a retry of this call, after a lost reply, is no conflict
+        args = [
+            owner,
+            archive.number,
+            archive.last,
+            msgspec.json.encode(archive),
+            keep,
+            archive.created_ms,
+            *usage_args(archive.usage),
+            call,
+        ]
+        outcome = await self._commit(self.redis, keys, args)
+        if outcome == "missing":
+            raise _no_session(sid)
+        if outcome == "conflict":
+            raise Conflict(
+                "another commit of this session finished first; commit again",
+                details={"session_id": sid},
+            )
+        now = archive.created_ms
+        await self.redis.zadd(self.keys.index(owner, "updated"), {sid: now}, xx=True)
 
     async def read_log(self, sid: str, xid: str, after: str | None) -> list[LogEntry]:
         start = f"({after}" if after else "-"

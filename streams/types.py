@@ -49,6 +49,9 @@ class ErrorInfo(msgspec.Struct, kw_only=True):
 class Exchange(msgspec.Struct, kw_only=True):
     """One user turn and the reply. ``dropped``: cancelled and left out of the history.
 
+    ``imported``: a message a client added to the history without running the model (see
+    :class:`ImportedMessage`); a user message has no reply, an assistant message no input.
+
     ``first_token_ms``: when the reply's first text arrived (None until it has, and for
     exchanges stored before it was recorded), so time to first token is a stored fact.
     """
@@ -66,11 +69,16 @@ class Exchange(msgspec.Struct, kw_only=True):
     parameters: dict[str, str] = msgspec.field(default_factory=dict)
     dropped: bool = False
     first_token_ms: int | None = None
+    imported: bool = False
 
 
 class Session(msgspec.Struct, kw_only=True):
     """``exchange_count`` counts every exchange begun; ``answered_count`` those that got a
     reply: completed, or cancelled with a reply the client gave.
+
+    Compaction (``ConversationService.commit``): ``commit_count`` archives were written, the
+    first ``archived_messages`` history messages are archived (out of the model's context),
+    and ``keep_recent_count`` is the keep window the last commit asked for.
 
     ``state`` is an opaque JSON object a client keeps with the session, for APIs that have
     one (a "session state"); the engine stores and returns it and never reads it.
@@ -91,6 +99,10 @@ class Session(msgspec.Struct, kw_only=True):
     expires_ms: int
     user_id: str | None = None
     state: dict[str, Any] | None = None
+    commit_count: int = 0
+    last_commit_ms: int | None = None
+    keep_recent_count: int = 0
+    archived_messages: int = 0
 
 
 class Page(msgspec.Struct, Generic[T]):
@@ -154,3 +166,59 @@ class Turn(msgspec.Struct, kw_only=True):
     text: str
     exchange_id: str | None = None
     parameters: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+MessageRole = Literal["user", "assistant"]
+
+
+class ImportedMessage(msgspec.Struct, kw_only=True):
+    """A message a client adds to a session's history without running the model."""
+
+    role: MessageRole
+    text: str
+
+
+class HistoryMessage(msgspec.Struct, kw_only=True):
+    """One message of a session's history as the model sees it; ``exchange_id`` is the
+    exchange it belongs to (an answered exchange holds two, an imported one one)."""
+
+    exchange_id: str
+    role: MessageRole
+    text: str
+    created_ms: int
+
+
+class Archive(msgspec.Struct, kw_only=True):
+    """A commit's archive: messages ``first`` (inclusive) to ``last`` (exclusive) of the
+    session's history, replaced in the model's context by ``summary``, which the session's
+    agent wrote using ``usage``."""
+
+    number: int
+    summary: str
+    first: int
+    last: int
+    created_ms: int
+    usage: Usage
+
+
+class Transcript(msgspec.Struct, kw_only=True):
+    """A session's whole history as messages, and its archives, oldest first."""
+
+    session: Session
+    messages: list[HistoryMessage]
+    archives: list[Archive]
+
+    @property
+    def live(self) -> list[HistoryMessage]:
+        """The messages no commit has archived yet."""
+        return self.messages[self.session.archived_messages :]
+
+
+class SessionContext(msgspec.Struct, kw_only=True):
+    """What the next exchange would send besides the instructions and the new input:
+    the archive summaries and live messages that fit the budget, and their tokens."""
+
+    summaries: list[Archive]
+    messages: list[HistoryMessage]
+    tokens: int
+    archives_total: int
