@@ -29,7 +29,7 @@ from server.routes.metrics import metrics as metrics_route
 from server.routes.page import page_router
 from server.settings import Settings, SettingsError
 from server.streaming import OpenStreams
-from server.surfaces import Surface, Surfaces, agno, native, palantir
+from server.surfaces import Surface, Surfaces, agno, native, openviking, palantir
 from streams.agent_checks import check_agent
 from streams.agent_store import RedisAgentCatalog
 from streams.agents import Agent, builtin_agents
@@ -51,6 +51,7 @@ SURFACES: dict[str, Callable[[Authenticator], Surface]] = {
     "native": native.surface,
     "palantir": palantir.surface,
     "agno": agno.surface,
+    "openviking": openviking.surface,
 }
 
 

@@ -205,7 +205,8 @@ SETTING_DOCS: dict[str, str] = {
     "run_lock_ttl_seconds": "A running exchange's lock lives this long unless its process "
     "renews it; after that, watchers end the exchange as failed: interrupted.",
     "log_level": "debug, info, warning or error. Logs are JSON lines on stderr.",
-    "surfaces": "The APIs to serve: `all`, or a comma-separated list of native, palantir, agno.",
+    "surfaces": "The APIs to serve: `all`, or a comma-separated list of native, palantir, "
+    "agno, openviking.",
     "agents_file": "A TOML file of [[agents]] loaded at start; a changed agent gets a new "
     "version. A bad file stops the server.",
     "openai_base_url": "Server-wide OpenAI-compatible base URL (vLLM, Ollama, ...). Unset: "

@@ -1,0 +1,32 @@
+"""OpenViking's session API under ``/api/v1/sessions``, as v0.3.24 of its server answers it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException
+
+from server.auth import Authenticator, bearer
+from server.surfaces import Surface
+from server.surfaces.errors import SurfaceError
+from server.surfaces.openviking.errors import render
+from server.surfaces.openviking.sessions import sessions_router
+
+PREFIX = "/api/v1"
+
+
+def surface(auth: Authenticator) -> Surface:
+    def principal(request: Request[Any, Any, Any]) -> str:
+        """OpenViking's key: ``X-API-Key`` wins over ``Authorization: Bearer``."""
+        key = (request.headers.get("x-api-key") or "").strip() or bearer(request)
+        try:
+            return auth.principal(request, key)
+        except NotAuthorizedException:
+            message = "Invalid API Key" if key else "Missing API Key when resolving identity."
+            raise SurfaceError("unauthorized", "UNAUTHENTICATED", message, {}) from None
+
+    dependencies = {"principal": Provide(principal, sync_to_thread=False)}
+    routers = [sessions_router(PREFIX, dependencies)]
+    return Surface(name="openviking", prefixes=(PREFIX,), routers=routers, render=render)
