@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import foundry_sdk
 import httpx
 import pytest
 
@@ -498,3 +499,28 @@ async def test_a_native_sessions_detail_agrees_with_its_history_and_usage(
         "reasoning_tokens": 0,
     }
     assert result["total_message_count"] == 4 and result["commit_count"] == 0
+
+
+async def test_a_palantir_sessions_detail_agrees_with_its_content_and_tokens(
+    ov: httpx.AsyncClient, parley: ServerProcess
+) -> None:
+    sdk = foundry_sdk.FoundryClient(
+        auth=foundry_sdk.UserTokenAuth(KEY),
+        hostname=f"127.0.0.1:{parley.port}",
+        config=foundry_sdk.Config(scheme="http"),
+    )
+    sessions = sdk.aip_agents.Agent.Session
+    agent = "ri.aip-agents..agent.echo"
+    created = sessions.create(agent)
+    results = [
+        sessions.blocking_continue(agent, created.rid, user_input={"text": t}, parameter_inputs={})
+        for t in ("hello there", "and again")
+    ]
+
+    result = await detail(ov, created.rid.removeprefix("ri.aip-agents..session."))
+
+    content = sessions.Content.get(agent, created.rid)
+    assert result["message_count"] == 2 * len(content.exchanges) == 4
+    total = sum(r.total_tokens_used or 0 for r in results)
+    assert result["llm_token_usage"]["total_tokens"] == total
+    assert sessions.get(agent, created.rid).metadata.message_count == result["message_count"]

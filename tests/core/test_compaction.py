@@ -11,7 +11,7 @@ from streams.context import build_request, select_context
 from streams.history import messages_of
 from streams.keys import Keys
 from streams.records import usage_args
-from streams.scripts import COMMIT, Script
+from streams.scripts import COMMIT, IMPORT, Script
 from streams.store import Store
 from streams.types import Archive, Exchange, HistoryMessage, ImportedMessage, Usage
 from tests.core.helpers import OWNER, new_session
@@ -120,4 +120,26 @@ async def test_imported_messages_are_exchanges_of_one_message_each(store: Store)
         ("q", "", True),
         ("", "a", True),
     ]
+    assert (await store.get_session(OWNER, sid)).exchange_count == 2
+
+
+async def test_a_repeated_import_call_adds_its_messages_once(
+    store: Store, keys: Keys, redis_client: Redis
+) -> None:
+    sid = await new_session(store)
+    import_keys = [
+        keys.session(sid),
+        keys.exchanges(sid),
+        keys.lock(sid),
+        keys.archives(sid),
+        keys.exchange(sid, "m1"),
+        keys.exchange(sid, "m2"),
+    ]
+    args = [OWNER, 7, 600, 9, "m1", "q", "", "m2", "", "a"]
+    script = Script(IMPORT)
+
+    outcomes = [await script(redis_client, import_keys, args) for _ in range(2)]
+
+    assert outcomes == ["ok", "ok"]
+    assert await redis_client.lrange(keys.exchanges(sid), 0, -1) == ["m1", "m2"]
     assert (await store.get_session(OWNER, sid)).exchange_count == 2
