@@ -59,6 +59,19 @@ def test_bench_measures_the_baseline_and_every_stream_is_intact(tmp_path: Path) 
     assert baseline["rates"]["eventsPerS"] > 0
 
 
+@pytest.mark.parametrize("writer", ["parley", "sse-starlette"])
+def test_the_baseline_written_by_another_sse_writer_keeps_every_stream_intact(
+    tmp_path: Path, writer: str
+) -> None:
+    report = run_bench(
+        tmp_path,
+        *("--baseline-only", "--baseline-writer", writer, "--baseline-workers", "1"),
+        *("-c", "4", "-n", "2", *FAST),
+    )
+
+    assert_all_intact(report["baseline"], 8)
+
+
 def test_bench_samples_the_measured_servers_cpu_and_memory(tmp_path: Path) -> None:
     report = run_bench(
         tmp_path,

@@ -5,6 +5,10 @@ sends the events a Parley stream would send for the same synthetic model and ref
 interval: same shapes, same sizes, same timing (the leading-edge throttle is replayed from
 the model's token schedule). Parley's figures divided by these say what the engine costs.
 
+``writer`` picks what writes the events: Litestar's ``Stream`` (the default), Parley's own
+streamed response (``server.streaming``), or sse-starlette's ``EventSourceResponse``, so the
+SSE writers can be compared on the same load.
+
 Run with ``uvicorn server.bench.baseline:create_baseline_app --factory``; the profile comes
 from ``PARLEY_BENCH_BASELINE`` (JSON of :class:`BaselineProfile`) when none is passed.
 """
@@ -17,11 +21,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Literal, cast
 
 import msgspec
 from litestar import Litestar, get, post
 from litestar.response import Stream
+from litestar.types import ASGIApp
 
+from server.streaming import EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
 from server.surfaces.native.wire import Delta, Exchange, Text, usage_out
 from streams.backends.synthetic import SyntheticParams, reply_pieces
 from streams.tokens import count_tokens
@@ -29,11 +36,14 @@ from streams.types import Usage
 
 PROFILE_ENV = "PARLEY_BENCH_BASELINE"
 _RETRY_MS = 2000
+Writer = Literal["litestar", "parley", "sse-starlette"]
+Event = tuple[str, bytes, str | None]  # event name, data, id
 
 
 class BaselineProfile(msgspec.Struct, rename="camel", kw_only=True, frozen=True):
     params: SyntheticParams = msgspec.field(default_factory=SyntheticParams)
     refresh_interval_ms: int = 100
+    writer: Writer = "litestar"
 
 
 class _ContinueBody(msgspec.Struct, rename="camel"):
@@ -81,13 +91,13 @@ def _stamp() -> str:
 
 async def _events(
     conversation_id: str, text: str, profile: BaselineProfile
-) -> AsyncIterator[bytes]:
+) -> AsyncIterator[Event]:
     params = profile.params
     exchange_id = uuid.uuid4().hex
     created = _stamp()
     usage = Usage(input_tokens=count_tokens(text))
     started = {"exchangeId": exchange_id, "conversationId": conversation_id}
-    yield f"retry: {_RETRY_MS}\n".encode() + _frame("started", msgspec.json.encode(started))
+    yield "started", msgspec.json.encode(started), None
     schedule = delta_schedule(
         reply_pieces(text, params), profile.refresh_interval_ms / 1000, 1 / params.tokens_per_second
     )
@@ -100,7 +110,7 @@ async def _events(
         seq += 1
         usage.output_tokens += tokens
         delta = Delta(seq=seq, text=piece, usage=usage_out(usage.totalled()))
-        yield _frame("delta", msgspec.json.encode(delta), f"{time.time_ns() // 1_000_000}-{seq}")
+        yield "delta", msgspec.json.encode(delta), f"{time.time_ns() // 1_000_000}-{seq}"
     exchange = Exchange(
         exchange_id=exchange_id,
         conversation_id=conversation_id,
@@ -113,7 +123,29 @@ async def _events(
         completed_at=_stamp(),
     )
     done_id = f"{time.time_ns() // 1_000_000}-{seq + 1}"
-    yield _frame("done", msgspec.json.encode(exchange), done_id)
+    yield "done", msgspec.json.encode(exchange), done_id
+
+
+async def _frames(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
+    opening = f"retry: {_RETRY_MS}\n".encode()
+    async for event, data, event_id in events:
+        yield opening + _frame(event, data, event_id)
+        opening = b""
+
+
+def _sse_starlette(events: AsyncIterator[Event]) -> ASGIApp:
+    """Imported here only: sse-starlette patches uvicorn's signal handling at import."""
+    from sse_starlette import EventSourceResponse, ServerSentEvent
+
+    async def sent() -> AsyncIterator[ServerSentEvent]:
+        retry: int | None = _RETRY_MS
+        async for event, data, event_id in events:
+            yield ServerSentEvent(data=data.decode(), event=event, id=event_id, retry=retry)
+            retry = None
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    # Starlette's and Litestar's ASGI types differ only in how precisely they are written.
+    return cast(ASGIApp, EventSourceResponse(sent(), headers=headers, ping=15))
 
 
 def create_baseline_app(profile: BaselineProfile | None = None) -> Litestar:
@@ -122,14 +154,32 @@ def create_baseline_app(profile: BaselineProfile | None = None) -> Litestar:
         raw = os.environ.get(PROFILE_ENV)
         profile = msgspec.json.decode(raw, type=BaselineProfile) if raw else BaselineProfile()
     chosen = profile
+    path = "/v1/sessions/{conversation_id:str}/streamingContinue"
+    open_streams = OpenStreams(send_timeout=30.0)
 
-    @post("/v1/sessions/{conversation_id:str}/streamingContinue", status_code=200)
-    async def streaming_continue(conversation_id: str, data: _ContinueBody) -> Stream:
+    @post(path, status_code=200)
+    async def with_litestar(conversation_id: str, data: _ContinueBody) -> Stream:
         return Stream(
-            _events(conversation_id, data.user_input.text, chosen),
+            _frames(_events(conversation_id, data.user_input.text, chosen)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    @post(path, status_code=200)
+    async def with_parley(conversation_id: str, data: _ContinueBody) -> ASGIApp:
+        frames = _frames(_events(conversation_id, data.user_input.text, chosen))
+        return StreamResponse(frames, headers=EVENT_STREAM_HEADERS, streams=open_streams)
+
+    @post(path, status_code=200)
+    async def with_sse_starlette(conversation_id: str, data: _ContinueBody) -> ASGIApp:
+        return _sse_starlette(_events(conversation_id, data.user_input.text, chosen))
+
+    handlers = {
+        "litestar": with_litestar,
+        "parley": with_parley,
+        "sse-starlette": with_sse_starlette,
+    }
+    streaming_continue = handlers[chosen.writer]
 
     @get("/healthz")
     async def healthz() -> dict[str, str]:

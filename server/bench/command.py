@@ -99,7 +99,9 @@ async def _bench(options: BenchOptions) -> BenchReport:
     report = BenchReport(date=datetime.now(UTC).isoformat(timespec="seconds"))
     if options.baseline or options.baseline_only:
         profile = BaselineProfile(
-            params=model_params(options), refresh_interval_ms=options.refresh_interval_ms
+            params=model_params(options),
+            refresh_interval_ms=options.refresh_interval_ms,
+            writer=options.baseline_writer,
         )
         async with serve_baseline(profile, workers=options.baseline_workers) as server:
             bare = Target(

@@ -30,6 +30,7 @@ class BenchOptions(msgspec.Struct, kw_only=True, frozen=True):
     baseline: bool = False
     baseline_only: bool = False
     baseline_workers: int = 2
+    baseline_writer: Literal["litestar", "parley", "sse-starlette"] = "litestar"
     json_path: str | None = None
     step: bool = False
     step_factor: float = 1.5
@@ -155,6 +156,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=d.baseline_workers,
         help="uvicorn workers of the baseline; match the server's (default %(default)s)",
+    )
+    base.add_argument(
+        "--baseline-writer",
+        choices=["litestar", "parley", "sse-starlette"],
+        default=d.baseline_writer,
+        help="what writes the baseline's SSE: Litestar's Stream, Parley's own streamed "
+        "response, or sse-starlette's EventSourceResponse (default %(default)s)",
     )
     out = parser.add_argument_group("steps and output")
     out.add_argument(
