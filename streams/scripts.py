@@ -6,7 +6,7 @@ session still exists, so a session deleted mid-stream is never resurrected by a 
 Every script that changes state is safe to run twice. A call whose reply was lost (a
 timeout, a dropped connection) may or may not have run, so the caller sends it again,
 unchanged; the second run finds the first one's mark and changes nothing:
-- CREATE: the session's owner field (a repeat of the same owner's create is ``exists``);
+- CREATE: the session's ``call`` token (a repeat of the same call is ``created``);
 - BEGIN: the exchange's ``call`` token (a repeat of the same call is ``ok``);
 - FLUSH: the exchange's last applied ``seq`` (a repeat returns the id it was stored under);
 - FINISH: the exchange's status (once not ``running``, a repeat returns the end's id);
@@ -25,15 +25,18 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 # KEYS: session
-# ARGV: owner, ttl_s, then the session's fields and values
-# Returns created, exists (the owner's own session: a repeat, or a racing create) or taken.
+# ARGV: owner, ttl_s, call (a token unique to this create call), then the session's fields
+#       and values (``call`` among them)
+# Returns created (also for a repeat of this very call), exists (the owner's own session,
+# made by another call) or taken (another owner's).
 CREATE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner then
-  if owner == ARGV[1] then return 'exists' end
-  return 'taken'
+  if owner ~= ARGV[1] then return 'taken' end
+  if redis.call('HGET', KEYS[1], 'call') == ARGV[3] then return 'created' end
+  return 'exists'
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 'created'
 """

@@ -159,7 +159,10 @@ class ConversationService:
     # --- sessions --------------------------------------------------------------------------
 
     @redis_guarded
-    async def create_session(self, owner: str, new: NewSession, sid: str | None = None) -> Session:
+    async def create_session(
+        self, owner: str, new: NewSession, sid: str | None = None, *, exclusive: bool = False
+    ) -> Session:
+        """A new session (``sid`` when given); see :meth:`Store.create_session`."""
         _check_state(new.state)
         agent = await self.agents.resolve(new.agent_id, new.agent_version)
         new = msgspec.structs.replace(
@@ -167,7 +170,7 @@ class ConversationService:
             agent_version=agent.version,
             refresh_interval_ms=new.refresh_interval_ms or agent.default_refresh_interval_ms,
         )
-        return await self.store.create_session(owner, new, sid)
+        return await self.store.create_session(owner, new, sid, exclusive=exclusive)
 
     @redis_guarded
     async def get_session(self, owner: str, sid: str) -> Session:

@@ -62,14 +62,18 @@ class Store:
 
     # --- sessions -------------------------------------------------------------------------
 
-    async def create_session(self, owner: str, new: NewSession, sid: str | None = None) -> Session:
+    async def create_session(
+        self, owner: str, new: NewSession, sid: str | None = None, *, exclusive: bool = False
+    ) -> Session:
         """Create a session; a caller-chosen ``sid`` that exists is never overwritten.
 
-        The owner's own existing session is returned as it is (a repeated call, or two
-        racing ones); another principal gets :class:`NotFound`, so it can neither take over
-        nor read a session whose id it guessed.
+        The owner's own existing session is returned as it is (two racing creates get the
+        same one); another principal gets :class:`NotFound`, so it can neither take over nor
+        read a session whose id it guessed. ``exclusive``: an id in use, by anyone, is a
+        :class:`Conflict` instead, for APIs whose create must make a new session.
         """
         sid = sid or uuid.uuid4().hex
+        call = uuid.uuid4().hex  # a retry of this call, after a lost reply, is no conflict
         now = now_ms()
         ttl = self.config.session_ttl_seconds
         record: dict[FieldT, EncodableT] = {
@@ -87,6 +91,7 @@ class Store:
             "created": now,
             "updated": now,
             "expires": now + ttl * 1000,
+            "call": call,
         }
         if new.title is not None:
             record["title"] = new.title
@@ -95,7 +100,10 @@ class Store:
         if new.state is not None:
             record["state"] = msgspec.json.encode(new.state).decode()
         fields = [part for pair in record.items() for part in pair]
-        outcome = await self._create(self.redis, [self.keys.session(sid)], [owner, ttl, *fields])
+        args = [owner, ttl, call, *fields]
+        outcome = await self._create(self.redis, [self.keys.session(sid)], args)
+        if exclusive and outcome != "created":
+            raise Conflict(f"session {sid} already exists", details={"session_id": sid})
         if outcome == "taken":
             raise _no_session(sid)
         if outcome == "created":

@@ -14,11 +14,11 @@ from streams.agent_store import _WRITE
 from streams.batcher import ScriptBatcher
 from streams.config import EngineConfig
 from streams.ending import FINISH_SCRIPT
-from streams.errors import NotFound
+from streams.errors import Conflict, NotFound
 from streams.keys import Keys
 from streams.records import usage_from
 from streams.runner import flush_keys
-from streams.scripts import BEGIN, FLUSH, SETTLE, Script
+from streams.scripts import BEGIN, CREATE, FLUSH, SETTLE, Script
 from streams.store import Store
 from streams.types import NewSession, Usage
 from tests.core.helpers import (
@@ -195,3 +195,24 @@ async def test_an_agent_write_run_twice_by_one_call_publishes_one_version(
     assert first == again == ["ok", 1]
     assert published == [["ok", 2], ["ok", 2]]
     assert await redis_client.hget(keys.agent("a1"), "latest") == "2"
+
+
+async def test_an_exclusive_create_refuses_an_id_in_use_by_anyone(store: Store) -> None:
+    await store.create_session(OWNER, NewSession(agent_id="echo"), "sid-2")
+
+    for owner in (OWNER, "someone-else"):
+        with pytest.raises(Conflict):
+            await store.create_session(owner, NewSession(agent_id="echo"), "sid-2", exclusive=True)
+
+
+async def test_a_create_run_twice_by_one_call_is_created_both_times(
+    redis_client: Redis, keys: Keys
+) -> None:
+    args = [OWNER, 600, "call-1", "owner", OWNER, "cid", "sid-3", "call", "call-1"]
+    script = Script(CREATE)
+
+    outcomes = [await script(redis_client, [keys.session("sid-3")], args) for _ in range(2)]
+    another_call = await script(redis_client, [keys.session("sid-3")], [*args[:2], "call-2"])
+
+    assert outcomes == ["created", "created"]
+    assert another_call == "exists"

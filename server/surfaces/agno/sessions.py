@@ -37,7 +37,7 @@ from server.surfaces.errors import SurfaceError
 from streams import types as domain
 from streams.agent_store import RedisAgentCatalog
 from streams.agents import DEFAULT_AGENT_ID
-from streams.errors import NotFound
+from streams.errors import Conflict, NotFound
 from streams.limits import check_metadata
 from streams.service import ConversationService
 from streams.types import NewSession, SessionPatch, SessionSearch
@@ -160,20 +160,11 @@ async def create_session(
     data: CreateSessionRequest | None = None,
     session_type: TypeQuery = "agent",
 ) -> AgentSessionDetailSchema:
-    """An id in use is refused, never overwritten. Two creates racing for one new id both
-    get that one session, as a repeated create would."""
+    """An id in use, by this key or another, is refused (409), never overwritten."""
     body = data or CreateSessionRequest()
     if session_type != "agent":
         raise bad_request(f"Invalid session type: {session_type}")
     sid = session_id_of(body.session_id) if body.session_id else None
-    if sid is not None and await _exists(service, principal, sid):
-        raise SurfaceError(
-            "conflict",
-            "conflict",
-            f"Session with id '{body.session_id}' already exists. "
-            f"Use PATCH /sessions/{body.session_id} to update it.",
-            {},
-        )
     new = NewSession(
         agent_id=body.agent_id or DEFAULT_AGENT_ID,
         title=_name(body.session_name) if body.session_name is not None else None,
@@ -182,26 +173,16 @@ async def create_session(
         state=body.session_state,
     )
     try:
-        session = await service.create_session(principal, new, sid)
-    except NotFound as error:
-        if error.resource != "session":
-            raise
+        session = await service.create_session(principal, new, sid, exclusive=True)
+    except Conflict:
         raise SurfaceError(
             "conflict",
             "conflict",
-            "Could not create a session with the supplied session_id. "
-            "Omit session_id to have one generated, or choose a different one.",
+            f"Session with id '{body.session_id}' already exists. "
+            f"Use PATCH /sessions/{body.session_id} to update it.",
             {},
         ) from None
     return await _detail(service, agents, principal, session)
-
-
-async def _exists(service: ConversationService, principal: str, sid: str) -> bool:
-    try:
-        await service.get_session(principal, sid)
-    except NotFound:
-        return False
-    return True
 
 
 @get("/{session_id:str}", summary="A session with its chat history")

@@ -42,7 +42,7 @@ from server.surfaces.openviking.wire import (
     session_detail,
 )
 from streams.agents import DEFAULT_AGENT_ID
-from streams.errors import NotFound
+from streams.errors import Conflict, NotFound
 from streams.service import ConversationService, check_id
 from streams.types import ImportedMessage, NewSession, Session, SessionQuery
 
@@ -60,14 +60,6 @@ def _already_exists(sid: str) -> SurfaceError:
     return SurfaceError("conflict", "ALREADY_EXISTS", f"Session '{sid}' already exists", {})
 
 
-async def _exists(service: ConversationService, principal: str, sid: str) -> bool:
-    try:
-        await service.get_session(principal, sid)
-    except NotFound:
-        return False
-    return True
-
-
 @post("/", status_code=200, summary="Create a session")
 async def create_session(
     request: AnyRequest,
@@ -80,14 +72,10 @@ async def create_session(
     sid = (data or CreateSessionRequest()).session_id
     if sid is not None:
         check_id(sid, "session_id")
-        if await _exists(service, principal, sid):
-            raise _already_exists(sid)
     try:
-        session = await service.create_session(principal, _new(request), sid)
-    except NotFound as error:
-        if error.resource != "session" or sid is None:
-            raise
-        raise _already_exists(sid) from None
+        session = await service.create_session(principal, _new(request), sid, exclusive=True)
+    except Conflict:
+        raise _already_exists(sid or "") from None
     return ok(Created(session.session_id, user_of(request, principal, session.user_id)))
 
 
