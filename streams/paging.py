@@ -7,11 +7,13 @@ while a client pages never make it skip or repeat one.
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import msgspec
 
 from streams.errors import InvalidInput
+from streams.types import Page
 
 T = TypeVar("T")
 
@@ -61,3 +63,15 @@ def after_cursor(score: int, member: str, cursor: KeysetCursor | None, descendin
     if descending:
         return (score, member) < (cursor.score, cursor.member)
     return (score, member) > (cursor.score, cursor.member)
+
+
+async def every_item(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> list[T]:
+    """All pages of a listing, for APIs that answer with everything: ``fetch(cursor)``."""
+    found: list[T] = []
+    cursor: str | None = None
+    while True:
+        page = await fetch(cursor)
+        found += page.items
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor

@@ -27,6 +27,7 @@ from streams.guard import redis_guarded
 from streams.history import messages_of
 from streams.hub import Hub, Subscription
 from streams.keys import Keys
+from streams.paging import every_item
 from streams.reaper import Reaper
 from streams.runner import ExchangeRunner, ExchangeSpec, RunObserver
 from streams.store import LogEntry, Store
@@ -214,6 +215,10 @@ class ConversationService:
     ) -> Page[Exchange]:
         """The session's exchanges, oldest first, a page at a time."""
         return await self.store.list_exchanges(owner, sid, limit, cursor)
+
+    async def all_exchanges(self, owner: str, sid: str) -> list[Exchange]:
+        """Every exchange of the session, oldest first, for APIs that answer with all."""
+        return await every_item(lambda cursor: self.list_exchanges(owner, sid, 100, cursor))
 
     @redis_guarded
     async def get_exchange(self, owner: str, sid: str, xid: str) -> Exchange:

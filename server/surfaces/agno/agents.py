@@ -13,21 +13,15 @@ from litestar.types import Dependencies
 
 from server.surfaces.agno.wire import AgentResponse, agent_out
 from streams.agent_store import RedisAgentCatalog
-from streams.agents import Agent
+from streams.paging import every_item
 
 AgentId = Annotated[str, Parameter(description="The agent's id, as in /v1/agents.")]
 
 
 @get("/", summary="Every agent, at its latest version, in id order")
 async def list_agents(agents: RedisAgentCatalog, principal: str) -> list[AgentResponse]:
-    found: list[Agent] = []
-    cursor: str | None = None
-    while True:
-        page = await agents.list_agents(100, cursor)
-        found += page.items
-        if page.next_cursor is None:
-            return [agent_out(agent) for agent in found]
-        cursor = page.next_cursor
+    found = await every_item(lambda cursor: agents.list_agents(100, cursor))
+    return [agent_out(agent) for agent in found]
 
 
 @get("/{agent_id:str}", summary="One agent, at its latest version")

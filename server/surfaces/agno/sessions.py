@@ -67,22 +67,8 @@ async def _detail(
     session: domain.Session,
 ) -> AgentSessionDetailSchema:
     agent = await agents.resolve(session.agent_id, session.agent_version)
-    exchanges = await _exchanges(service, principal, session.session_id)
+    exchanges = await service.all_exchanges(principal, session.session_id)
     return session_detail(session, agent, exchanges)
-
-
-async def _exchanges(
-    service: ConversationService, principal: str, sid: str
-) -> list[domain.Exchange]:
-    """Every exchange of the session, oldest first."""
-    found: list[domain.Exchange] = []
-    cursor: str | None = None
-    while True:
-        page = await service.list_exchanges(principal, sid, 100, cursor)
-        found += page.items
-        if page.next_cursor is None:
-            return found
-        cursor = page.next_cursor
 
 
 def _metadata(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -215,7 +201,7 @@ async def list_runs(
     created_before: Annotated[int | None, Parameter(description="Epoch seconds")] = None,
 ) -> list[RunSchema]:
     session = await _session(service, principal, session_id, user_id)
-    runs = await _exchanges(service, principal, session.session_id)
+    runs = await service.all_exchanges(principal, session.session_id)
     after = created_after * 1000 if created_after is not None else None
     before = created_before * 1000 if created_before is not None else None
     return [

@@ -43,6 +43,7 @@ from server.surfaces.openviking.wire import (
 )
 from streams.agents import DEFAULT_AGENT_ID
 from streams.errors import Conflict, NotFound
+from streams.paging import every_item
 from streams.service import ConversationService, check_id
 from streams.types import ImportedMessage, NewSession, Session, SessionQuery
 
@@ -81,14 +82,10 @@ async def create_session(
 
 @get("/", summary="The key's sessions, newest first")
 async def list_sessions(service: ConversationService, principal: str) -> Envelope[list[Listed]]:
-    found: list[Listed] = []
-    cursor: str | None = None
-    while True:
-        page = await service.list_sessions(principal, SessionQuery(limit=100, cursor=cursor))
-        found += [Listed(s.session_id, f"viking://session/{s.session_id}") for s in page.items]
-        if page.next_cursor is None:
-            return ok(found)
-        cursor = page.next_cursor
+    sessions = await every_item(
+        lambda cursor: service.list_sessions(principal, SessionQuery(limit=100, cursor=cursor))
+    )
+    return ok([Listed(s.session_id, f"viking://session/{s.session_id}") for s in sessions])
 
 
 async def _detail(

@@ -266,14 +266,7 @@ async def content(
 
 async def _history(service: ConversationService, principal: str, sid: str) -> list[domain.Exchange]:
     """Every exchange not dropped by a cancel, oldest first."""
-    found: list[domain.Exchange] = []
-    cursor: str | None = None
-    while True:
-        page = await service.list_exchanges(principal, sid, 100, cursor)
-        found += [x for x in page.items if not x.dropped]
-        if page.next_cursor is None:
-            return found
-        cursor = page.next_cursor
+    return [x for x in await service.all_exchanges(principal, sid) if not x.dropped]
 
 
 @put(
