@@ -18,6 +18,9 @@ ItemKind = Literal["delta", "end"]
 
 
 class Delta(msgspec.Struct, array_like=True):
+    """``usage`` is the exchange's so far, cache writes split by TTL; a payload stored before
+    the split was kept decodes with them all 5-minute writes (see :class:`Usage`)."""
+
     seq: int
     text: str
     usage: Usage

@@ -18,9 +18,9 @@ from streams.config import EngineConfig
 from streams.ending import FINISH_SCRIPT, finish_args, finish_keys
 from streams.events import Item, stream_key
 from streams.keys import Keys
-from streams.records import exchange_from
+from streams.records import exchange_from, usage_args
 from streams.store import LogEntry, Store
-from streams.types import ErrorInfo
+from streams.types import ErrorInfo, Usage
 
 log = logging.getLogger("parley.reaper")
 
@@ -76,7 +76,8 @@ class Reaper:
                 retryable=True,
             ),
         )
-        args = finish_args(exchange, [0, 0, 0, 0], completed, self._config)
+        # The flushes already counted the record's usage on the session: nothing to add.
+        args = finish_args(exchange, usage_args(Usage()), completed, self._config)
         await FINISH_SCRIPT(self._redis, finish_keys(self._keys, sid, xid), args)
 
     async def _release(self, lock: str, xid: str) -> None:

@@ -13,21 +13,26 @@ _state = msgspec.json.Decoder(dict[str, Any])
 
 
 def usage_from(record: dict[str, str]) -> Usage:
+    """A hash's counters. ``cc5m`` is what ``cc`` leaves after ``cc1h``, so a hash stored
+    before the cache-write split (no ``cc1h``) reads as all 5-minute writes."""
     return Usage(
         input_tokens=int(record.get("in", 0)),
         output_tokens=int(record.get("out", 0)),
         cache_read_input_tokens=int(record.get("cr", 0)),
         cache_creation_input_tokens=int(record.get("cc", 0)),
+        cache_creation_1h_input_tokens=int(record.get("cc1h", 0)),
     ).totalled()
 
 
 def usage_args(usage: Usage) -> list[int]:
-    """The four counters in the order the Lua scripts take them."""
+    """The counters in the order the Lua scripts take them: in, out, cr, cc, cc5m, cc1h."""
     return [
         usage.input_tokens,
         usage.output_tokens,
         usage.cache_read_input_tokens,
         usage.cache_creation_input_tokens,
+        usage.cache_creation_5m_input_tokens,
+        usage.cache_creation_1h_input_tokens,
     ]
 
 

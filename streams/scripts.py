@@ -24,6 +24,29 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+# Lua shared by the scripts that count usage. add_usage(key, first) adds the six increments
+# ARGV[first .. first + 5] (in, out, cr, cc, cc5m, cc1h: records.usage_args' order) to a hash's
+# counters. A hash stored before cache writes were split has 'cc' but no 'cc5m': its writes
+# were 5-minute ones, so 'cc5m' starts from 'cc' before the first split increment lands.
+_ADD_USAGE = """
+local USAGE_FIELDS = {'in', 'out', 'cr', 'cc', 'cc5m', 'cc1h'}
+local function add_usage(key, first)
+  if tonumber(ARGV[first + 4]) ~= 0 or tonumber(ARGV[first + 5]) ~= 0 then
+    redis.call('HSETNX', key, 'cc5m', redis.call('HGET', key, 'cc') or 0)
+  end
+  for i, field in ipairs(USAGE_FIELDS) do
+    local delta = tonumber(ARGV[first + i - 1])
+    if delta ~= 0 then redis.call('HINCRBY', key, field, delta) end
+  end
+end
+"""
+
+
+def _counting(body: str) -> str:
+    """A script body that calls add_usage, with the function defined before it."""
+    return _ADD_USAGE + body
+
+
 # KEYS: session
 # ARGV: owner, ttl_s, call (a token unique to this create call), then the session's fields
 #       and values (``call`` among them)
@@ -55,8 +78,8 @@ end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[4]) then return 'busy' end
 redis.call('DEL', KEYS[5])
 redis.call('HSET', KEYS[4], 'xid', ARGV[1], 'input', ARGV[5], 'text', '', 'status', 'running',
-  'created', ARGV[3], 'in', 0, 'out', 0, 'cr', 0, 'cc', 0, 'params', ARGV[8], 'call', ARGV[9],
-  'seq', 0)
+  'created', ARGV[3], 'in', 0, 'out', 0, 'cr', 0, 'cc', 0, 'cc5m', 0, 'cc1h', 0,
+  'params', ARGV[8], 'call', ARGV[9], 'seq', 0)
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'count', 1)
 redis.call('HSET', KEYS[1], 'updated', ARGV[3], 'expires', ARGV[7])
@@ -65,11 +88,11 @@ return 'ok'
 """
 
 # KEYS: session, exchange, log, channel, cancel, lock
-# ARGV: seq, data_json, d_in, d_out, d_cr, d_cc, lock_ttl_ms, log_ttl_s
+# ARGV: seq, data_json, d_in, d_out, d_cr, d_cc, d_cc5m, d_cc1h, lock_ttl_ms, log_ttl_s
 # Returns {stream_id, cancel_requested, repeated}; stream_id is '' when the session is gone.
 # A seq at or below the last applied one is a repeat: it returns the id the last applied
 # delta was stored under, with repeated = 1, and writes nothing.
-FLUSH = """
+FLUSH = _counting("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'', 1, 0} end
 local seq = tonumber(ARGV[1])
 if seq <= tonumber(redis.call('HGET', KEYS[2], 'seq') or '0') then
@@ -77,30 +100,25 @@ if seq <= tonumber(redis.call('HGET', KEYS[2], 'seq') or '0') then
 end
 local id = redis.call('XADD', KEYS[3], '*', 'k', 'delta', 'd', ARGV[2])
 redis.call('HSET', KEYS[2], 'seq', seq, 'lastid', id)
-redis.call('EXPIRE', KEYS[3], ARGV[8])
-local fields = {'in', 'out', 'cr', 'cc'}
-for i, field in ipairs(fields) do
-  local delta = tonumber(ARGV[2 + i])
-  if delta ~= 0 then
-    redis.call('HINCRBY', KEYS[1], field, delta)
-    redis.call('HINCRBY', KEYS[2], field, delta)
-  end
-end
+redis.call('EXPIRE', KEYS[3], ARGV[10])
+add_usage(KEYS[1], 3)
+add_usage(KEYS[2], 3)
 redis.call('PUBLISH', KEYS[4], 'delta|' .. id .. '|' .. ARGV[2])
-redis.call('PEXPIRE', KEYS[6], ARGV[7])
+redis.call('PEXPIRE', KEYS[6], ARGV[9])
 return {id, redis.call('EXISTS', KEYS[5]), 0}
-"""
+""")
 
 # KEYS: session, exchange, log, channel, cancel, lock, exchanges, archives
 # ARGV: xid, kind, payload_json, text, status, reason, error_json,
-#       in, out, cr, cc (final), d_in, d_out, d_cr, d_cc (not yet counted on the session),
+#       in, out, cr, cc, cc5m, cc1h (final),
+#       d_in, d_out, d_cr, d_cc, d_cc5m, d_cc1h (not yet counted on the session),
 #       now_ms, session_ttl_s, log_ttl_s, expires_ms, first_token_ms ('' when no text came)
 # A completed exchange counts as answered on the session.
 # Returns the end event's stream id, or '' when the session is gone. A gone session still
 # publishes the end event (its id taken from the log before the log goes), so open streams close.
 # An exchange already ended (a repeat, or the reaper got there first) keeps its first end:
 # the call returns that end's id and writes nothing.
-FINISH = """
+FINISH = _counting("""
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local gone = redis.call('XADD', KEYS[3], '*', 'k', ARGV[2], 'd', ARGV[3])
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
@@ -112,31 +130,28 @@ if redis.call('HGET', KEYS[2], 'status') ~= 'running' then
   return redis.call('HGET', KEYS[2], 'endid') or ''
 end
 redis.call('HSET', KEYS[2], 'text', ARGV[4], 'status', ARGV[5], 'reason', ARGV[6],
-  'in', ARGV[8], 'out', ARGV[9], 'cr', ARGV[10], 'cc', ARGV[11], 'completed', ARGV[16])
+  'in', ARGV[8], 'out', ARGV[9], 'cr', ARGV[10], 'cc', ARGV[11], 'cc5m', ARGV[12],
+  'cc1h', ARGV[13], 'completed', ARGV[20])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'error', ARGV[7]) end
-if ARGV[20] ~= '' then redis.call('HSET', KEYS[2], 'first', ARGV[20]) end
-local fields = {'in', 'out', 'cr', 'cc'}
-for i, field in ipairs(fields) do
-  local delta = tonumber(ARGV[11 + i])
-  if delta ~= 0 then redis.call('HINCRBY', KEYS[1], field, delta) end
-end
+if ARGV[24] ~= '' then redis.call('HSET', KEYS[2], 'first', ARGV[24]) end
+add_usage(KEYS[1], 14)
 if ARGV[5] == 'completed' then redis.call('HINCRBY', KEYS[1], 'answered', 1) end
-redis.call('HSET', KEYS[1], 'updated', ARGV[16], 'expires', ARGV[19])
+redis.call('HSET', KEYS[1], 'updated', ARGV[20], 'expires', ARGV[23])
 local id = redis.call('XADD', KEYS[3], '*', 'k', ARGV[2], 'd', ARGV[3])
 redis.call('HSET', KEYS[2], 'endid', id)
-redis.call('EXPIRE', KEYS[3], ARGV[18])
+redis.call('EXPIRE', KEYS[3], ARGV[22])
 redis.call('PUBLISH', KEYS[4], ARGV[2] .. '|' .. id .. '|' .. ARGV[3])
 if redis.call('GET', KEYS[6]) == ARGV[1] then redis.call('DEL', KEYS[6]) end
 redis.call('DEL', KEYS[5])
-redis.call('EXPIRE', KEYS[1], ARGV[17])
-redis.call('EXPIRE', KEYS[7], ARGV[17])
-redis.call('EXPIRE', KEYS[8], ARGV[17])
+redis.call('EXPIRE', KEYS[1], ARGV[21])
+redis.call('EXPIRE', KEYS[7], ARGV[21])
+redis.call('EXPIRE', KEYS[8], ARGV[21])
 local prefix = string.sub(KEYS[2], 1, #KEYS[2] - #ARGV[1])
 for _, xid in ipairs(redis.call('LRANGE', KEYS[7], 0, -1)) do
-  redis.call('EXPIRE', prefix .. xid, ARGV[17])
+  redis.call('EXPIRE', prefix .. xid, ARGV[21])
 end
 return id
-"""
+""")
 
 # KEYS: session, exchange
 # ARGV: reply ('' keeps the stored one), has_reply ('1'/'0')
@@ -166,7 +181,7 @@ for i = 5, #KEYS do
   local a = 5 + (i - 5) * 3
   redis.call('HSET', KEYS[i], 'xid', ARGV[a], 'input', ARGV[a + 1], 'text', ARGV[a + 2],
     'status', 'completed', 'created', ARGV[2], 'completed', ARGV[2], 'in', 0, 'out', 0,
-    'cr', 0, 'cc', 0, 'params', '{}', 'imported', 1, 'seq', 0)
+    'cr', 0, 'cc', 0, 'cc5m', 0, 'cc1h', 0, 'params', '{}', 'imported', 1, 'seq', 0)
   redis.call('RPUSH', KEYS[2], ARGV[a])
 end
 redis.call('HINCRBY', KEYS[1], 'count', #KEYS - 4)
@@ -180,32 +195,29 @@ return 'ok'
 """
 
 # KEYS: session, archives
-# ARGV: owner, number, cut, archive_json, keep, now_ms, d_in, d_out, d_cr, d_cc, call
+# ARGV: owner, number, cut, archive_json, keep, now_ms, d_in, d_out, d_cr, d_cc, d_cc5m,
+#       d_cc1h, call
 # Stores archive ``number``, which must follow the session's last one, moves the session's
 # cut past the messages it archived and counts the summary's usage on the session.
 # Returns ok, missing, or conflict (another commit got there first).
-COMMIT = """
+COMMIT = _counting("""
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 'missing' end
 local done = redis.call('HGET', KEYS[2], 'call:' .. ARGV[2])
 if done then
-  if done == ARGV[11] then return 'ok' end
+  if done == ARGV[13] then return 'ok' end
   return 'conflict'
 end
 if tonumber(redis.call('HGET', KEYS[1], 'commits') or '0') ~= tonumber(ARGV[2]) - 1 then
   return 'conflict'
 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[4], 'call:' .. ARGV[2], ARGV[11])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[4], 'call:' .. ARGV[2], ARGV[13])
 redis.call('HSET', KEYS[1], 'commits', ARGV[2], 'cut', ARGV[3], 'keep', ARGV[5],
   'lastcommit', ARGV[6], 'updated', ARGV[6])
-local fields = {'in', 'out', 'cr', 'cc'}
-for i, field in ipairs(fields) do
-  local delta = tonumber(ARGV[6 + i])
-  if delta ~= 0 then redis.call('HINCRBY', KEYS[1], field, delta) end
-end
+add_usage(KEYS[1], 7)
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 'ok'
-"""
+""")
 
 
 class Script:

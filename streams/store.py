@@ -88,6 +88,8 @@ class Store:
             "out": 0,
             "cr": 0,
             "cc": 0,
+            "cc5m": 0,
+            "cc1h": 0,
             "created": now,
             "updated": now,
             "expires": now + ttl * 1000,

@@ -18,13 +18,29 @@ SearchSort = Literal["created", "updated", "title"]
 
 
 class Usage(msgspec.Struct, kw_only=True):
-    """Token counters. ``input_tokens`` excludes cached input, so the four parts add up."""
+    """Token counters. ``input_tokens`` excludes cached input, so the four parts add up.
+
+    ``cache_creation_input_tokens`` counts every cache write; the 5-minute and 1-hour fields
+    split it by time to live, as Anthropic reports it, and always add up to it exactly: the
+    total stands, 1-hour writes count up to it and the rest are 5-minute writes (Anthropic's
+    default TTL). So an upstream that reports only the total, and a record or payload stored
+    before the split was kept, read as all 5-minute writes. Every construction and decode
+    settles the split, so it is never double counted in ``total_tokens``.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
+    cache_creation_5m_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
     total_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        """Settle the split; decodes of payloads stored before it come through here too."""
+        creation = self.cache_creation_input_tokens
+        self.cache_creation_1h_input_tokens = min(self.cache_creation_1h_input_tokens, creation)
+        self.cache_creation_5m_input_tokens = creation - self.cache_creation_1h_input_tokens
 
     def totalled(self) -> Usage:
         """Return a copy whose ``total_tokens`` is the sum of the four parts."""
@@ -33,6 +49,7 @@ class Usage(msgspec.Struct, kw_only=True):
             output_tokens=self.output_tokens,
             cache_read_input_tokens=self.cache_read_input_tokens,
             cache_creation_input_tokens=self.cache_creation_input_tokens,
+            cache_creation_1h_input_tokens=self.cache_creation_1h_input_tokens,
             total_tokens=self.input_tokens
             + self.output_tokens
             + self.cache_read_input_tokens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from streams.records import usage_args
 from streams.tokens import count_tokens
 from streams.types import Usage
 
@@ -20,7 +21,11 @@ class UsageMeter:
         self.reported = usage
 
     def shown(self) -> Usage:
-        """What watchers see mid-stream: never lower than before, per field."""
+        """What watchers see mid-stream: never lower than before, per field.
+
+        The 5-minute cache writes are what the highest total leaves after the highest 1-hour
+        count, so a report that moves writes from one TTL to the other is not added twice.
+        """
         e, w, r = self.estimate, self.written, self.reported or self.estimate
         return Usage(
             input_tokens=max(e.input_tokens, w.input_tokens, r.input_tokens),
@@ -32,6 +37,11 @@ class UsageMeter:
                 e.cache_creation_input_tokens,
                 w.cache_creation_input_tokens,
                 r.cache_creation_input_tokens,
+            ),
+            cache_creation_1h_input_tokens=max(
+                e.cache_creation_1h_input_tokens,
+                w.cache_creation_1h_input_tokens,
+                r.cache_creation_1h_input_tokens,
             ),
         ).totalled()
 
@@ -48,14 +58,9 @@ class UsageMeter:
         return self.reported.totalled()
 
     def unwritten(self, target: Usage) -> list[int]:
-        """Counter increments that bring what was written up (or down) to ``target``."""
-        w = self.written
-        return [
-            target.input_tokens - w.input_tokens,
-            target.output_tokens - w.output_tokens,
-            target.cache_read_input_tokens - w.cache_read_input_tokens,
-            target.cache_creation_input_tokens - w.cache_creation_input_tokens,
-        ]
+        """Counter increments that bring what was written up (or down) to ``target``, in
+        the order the Lua scripts take them."""
+        return [t - w for t, w in zip(usage_args(target), usage_args(self.written), strict=True)]
 
     def mark_written(self, usage: Usage) -> None:
         self.written = usage

@@ -172,8 +172,26 @@ async def test_final_usage_is_exactly_the_upstream_report_with_cache_reads_and_w
         output_tokens=4,
         cache_read_input_tokens=100,
         cache_creation_input_tokens=70,
+        cache_creation_5m_input_tokens=30,
+        cache_creation_1h_input_tokens=40,
         total_tokens=194,
     )
+
+
+async def test_cache_writes_reported_without_a_ttl_breakdown_count_as_5_minute_writes(
+    upstream: UpstreamServer, backend: AnthropicMessagesBackend
+) -> None:
+    upstream.queue(Reply(cache_creation_5m=25, cache_breakdown=False))
+
+    outcome = await drain(backend.stream(model_request("anthropic", "hi")))
+
+    usage = outcome.final.usage
+    assert usage is not None
+    assert (
+        usage.cache_creation_input_tokens,
+        usage.cache_creation_5m_input_tokens,
+        usage.cache_creation_1h_input_tokens,
+    ) == (25, 25, 0)
 
 
 async def test_message_delta_usage_overwrites_rather_than_adds(
@@ -197,6 +215,7 @@ def test_cache_writes_come_from_the_ttl_breakdown_when_only_it_is_reported() -> 
     )
 
     assert usage.cache_creation_input_tokens == 10
+    assert (usage.cache_creation_5m_input_tokens, usage.cache_creation_1h_input_tokens) == (6, 4)
     assert usage.total_tokens == 14
 
 

@@ -3,12 +3,19 @@ totals that stay the sum of the exchanges."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import httpx
+from redis.asyncio import Redis
 
+from streams.config import EngineConfig
+from streams.keys import Keys
+from streams.records import usage_from
+from streams.store import Store
+from streams.types import Usage
 from tests.support.agents import agent_session, ask_streaming, usage_sum
 from tests.support.native import blocking_continue, get_session, list_exchanges
+from tests.support.servers import ServerProcess
 from tests.support.upstream import Reply, UpstreamServer
 
 SLOW_REPLY = [f" t{i}" for i in range(16)]  # one token each
@@ -92,6 +99,39 @@ async def test_anthropic_cache_reads_and_writes_are_exact(
     exchange = await blocking_continue(http, sid, "hello")
 
     assert exchange["usage"] == usage(5, 11, read=40, write=10)
+
+
+def cache_writes(usage: Usage) -> tuple[int, int, int]:
+    """Cache writes as (total, 5-minute, 1-hour)."""
+    return (
+        usage.cache_creation_input_tokens,
+        usage.cache_creation_5m_input_tokens,
+        usage.cache_creation_1h_input_tokens,
+    )
+
+
+async def test_anthropic_cache_writes_keep_their_ttl_split_on_the_exchange_and_session(
+    http: httpx.AsyncClient, upstream: UpstreamServer, parley: ServerProcess, redis_client: Redis
+) -> None:
+    sid = await agent_session(http, "anthropic")
+    upstream.queue(
+        Reply(input_tokens=5, cache_creation_5m=7, cache_creation_1h=3, output_tokens=11),
+        Reply(input_tokens=2, cache_creation_5m=1, cache_creation_1h=9, output_tokens=4),
+    )
+
+    first = await blocking_continue(http, sid, "hello")
+    await blocking_continue(http, sid, "again")
+
+    keys = Keys(parley.key_prefix)
+    store = Store(redis_client, keys, EngineConfig(key_prefix=parley.key_prefix))
+    exchange = await store.get_exchange(sid, first["exchangeId"])
+    assert exchange is not None
+    assert cache_writes(exchange.usage) == (10, 7, 3)
+    assert exchange.usage.total_tokens == 5 + 11 + 10
+    session = usage_from(cast(dict[str, str], await redis_client.hgetall(keys.session(sid))))
+    assert cache_writes(session) == (20, 8, 12)
+    assert session.total_tokens == 5 + 11 + 10 + 2 + 4 + 10
+    assert first["usage"]["cacheCreationInputTokens"] == 10  # the native wire shows the total
 
 
 async def test_the_upstream_report_wins_even_below_the_estimate(

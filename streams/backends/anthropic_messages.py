@@ -75,6 +75,8 @@ class UsageReport:
         self.cache_creation_1h = hour if isinstance(hour, int) else self.cache_creation_1h
 
     def usage(self) -> Usage:
+        """The counters with the cache writes' TTL split kept; writes the breakdown leaves
+        out count as 5-minute ones (see :class:`Usage`)."""
         # Cache writes are the TTL breakdown's sum when only the breakdown was reported.
         creation = self.counts["cache_creation_input_tokens"]
         creation = creation or self.cache_creation_5m + self.cache_creation_1h
@@ -83,6 +85,8 @@ class UsageReport:
             output_tokens=self.counts["output_tokens"],
             cache_read_input_tokens=self.counts["cache_read_input_tokens"],
             cache_creation_input_tokens=creation,
+            cache_creation_5m_input_tokens=self.cache_creation_5m,
+            cache_creation_1h_input_tokens=self.cache_creation_1h,
         ).totalled()
 
 

@@ -172,6 +172,15 @@ async def log_end(store: Store, sid: str, xid: str) -> Exchange | None:
     return ends[0] if ends else None
 
 
+def cache_writes(usage: Usage) -> tuple[int, int, int]:
+    """Cache writes as (total, 5-minute, 1-hour)."""
+    return (
+        usage.cache_creation_input_tokens,
+        usage.cache_creation_5m_input_tokens,
+        usage.cache_creation_1h_input_tokens,
+    )
+
+
 def entry_ms(stream_id: str) -> int:
     """Redis's clock (epoch ms) when it wrote the log entry ``stream_id``."""
     return stream_key(stream_id)[0]

@@ -101,7 +101,7 @@ async def test_a_commit_racing_another_is_refused(
 ) -> None:
     sid = await new_session(store)
     archive = Archive(number=1, summary="s", first=0, last=0, created_ms=5, usage=Usage())
-    base = [OWNER, 1, 0, msgspec.json.encode(archive), 0, 5, 0, 0, 0, 0]
+    base = [OWNER, 1, 0, msgspec.json.encode(archive), 0, 5, *usage_args(archive.usage)]
     script = Script(COMMIT)
     keys_ = [keys.session(sid), keys.archives(sid)]
 

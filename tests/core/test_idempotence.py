@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streams.agent_store import _WRITE
 from streams.batcher import ScriptBatcher
+from streams.clock import now_ms
 from streams.config import EngineConfig
-from streams.ending import FINISH_SCRIPT
+from streams.ending import FINISH_SCRIPT, finish_args, finish_keys
 from streams.errors import Conflict, NotFound
 from streams.keys import Keys
-from streams.records import usage_from
+from streams.records import usage_args, usage_from
 from streams.runner import flush_keys
 from streams.scripts import BEGIN, CREATE, FLUSH, SETTLE, Script
 from streams.store import Store
@@ -27,6 +29,7 @@ from tests.core.helpers import (
     RecordingObserver,
     Rig,
     begin,
+    cache_writes,
     delta_entry,
     log_deltas,
     log_end,
@@ -74,12 +77,16 @@ async def exchange_usage(redis: Redis, keys: Keys, sid: str, xid: str) -> Usage:
     return usage_from(await redis.hgetall(keys.exchange(sid, xid)))  # type: ignore[misc]
 
 
+# Cache writes of 10 tokens: 6 for 5 minutes, 4 for an hour.
+SPLIT = Usage(input_tokens=3, cache_creation_input_tokens=10, cache_creation_1h_input_tokens=4)
+
+
 async def test_a_flush_run_twice_writes_its_delta_and_usage_once(
     store: Store, batcher: ScriptBatcher, redis_client: Redis, keys: Keys
 ) -> None:
     sid = await new_session(store)
     await begin(store, sid)
-    args = [1, delta_entry(1, "Hello"), 3, 1, 0, 0, 10_000, 600]
+    args = [1, delta_entry(1, "Hello"), 3, 1, 0, 0, 0, 0, 10_000, 600]
     script = Script(FLUSH)
 
     first = await batcher.call(script, flush_keys(keys, sid, "x1"), args)
@@ -90,6 +97,43 @@ async def test_a_flush_run_twice_writes_its_delta_and_usage_once(
     assert [delta.text for _, delta in await log_deltas(store, sid, "x1")] == ["Hello"]
     assert (await session_usage(redis_client, keys, sid)).total_tokens == 4
     assert (await exchange_usage(redis_client, keys, sid, "x1")).total_tokens == 4
+
+
+async def test_a_flush_run_twice_counts_its_cache_write_split_once(
+    store: Store, batcher: ScriptBatcher, redis_client: Redis, keys: Keys
+) -> None:
+    sid = await new_session(store)
+    await begin(store, sid)
+    args = [1, delta_entry(1, "Hello"), *usage_args(SPLIT.totalled()), 10_000, 600]
+
+    for _ in range(2):
+        await batcher.call(Script(FLUSH), flush_keys(keys, sid, "x1"), args)
+
+    assert cache_writes(await session_usage(redis_client, keys, sid)) == (10, 6, 4)
+    assert cache_writes(await exchange_usage(redis_client, keys, sid, "x1")) == (10, 6, 4)
+
+
+async def test_a_finish_run_twice_counts_its_cache_write_split_once(
+    store: Store, redis_client: Redis, keys: Keys, config: EngineConfig
+) -> None:
+    sid = await new_session(store)
+    await begin(store, sid)
+    running = await store.get_exchange(sid, "x1")
+    assert running is not None
+    completed = now_ms()
+    usage = SPLIT.totalled()
+    exchange = msgspec.structs.replace(
+        running, status="completed", usage=usage, completed_ms=completed
+    )
+    args = finish_args(exchange, usage_args(usage), completed, config)
+
+    for _ in range(2):
+        await FINISH_SCRIPT(redis_client, finish_keys(keys, sid, "x1"), args)
+
+    session = await session_usage(redis_client, keys, sid)
+    assert cache_writes(session) == (10, 6, 4)
+    assert session.total_tokens == 13
+    assert cache_writes(await exchange_usage(redis_client, keys, sid, "x1")) == (10, 6, 4)
 
 
 async def test_a_delta_whose_reply_was_lost_is_sent_again_and_written_once(

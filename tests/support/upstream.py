@@ -63,6 +63,8 @@ class Reply:
     ``end_after`` ends the body cleanly without the closing events.
     Usage: ``input_tokens`` is uncached input; OpenAI's ``prompt_tokens`` is reported as
     ``input_tokens + cached_tokens``. ``output_tokens`` defaults to one per piece.
+    Anthropic's cache writes are reported as their total and, unless ``cache_breakdown`` is
+    False, split by TTL (``cache_creation``) in ``message_start``.
     """
 
     pieces: Sequence[str] = ("Hello", ",", " world", "!")
@@ -83,6 +85,7 @@ class Reply:
     cached_tokens: int = 0
     cache_creation_5m: int = 0
     cache_creation_1h: int = 0
+    cache_breakdown: bool = True
     include_usage: bool = True
     finish_reason: str | None = None
 
@@ -270,10 +273,11 @@ class _Anthropic(_Dialect):
 
     def opening(self, reply: Reply, model: str) -> list[_Step]:
         usage = self._usage(reply, 1)
-        usage["cache_creation"] = {
-            "ephemeral_5m_input_tokens": reply.cache_creation_5m,
-            "ephemeral_1h_input_tokens": reply.cache_creation_1h,
-        }
+        if reply.cache_breakdown:
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": reply.cache_creation_5m,
+                "ephemeral_1h_input_tokens": reply.cache_creation_1h,
+            }
         usage["service_tier"] = "standard"
         message: dict[str, Any] = {
             "model": model,
