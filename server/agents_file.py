@@ -9,48 +9,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from server.surfaces.native.agent_wire import CreateAgent
+from server.toml_file import TomlFileError, read_tables
 from streams.agents import Agent
 from streams.errors import InvalidInput
 
 
-class AgentsFileError(ValueError):
+class AgentsFileError(TomlFileError):
     pass
 
 
 def load_agents_file(path: str, check: Callable[[Agent], None]) -> list[Agent]:
     """Every agent of the file, validated; :class:`AgentsFileError` for the first problem."""
     where = f"PARLEY_AGENTS_FILE {path}"
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as error:
-        raise AgentsFileError(f"{where}: cannot read it: {error.strerror}") from None
-    try:
-        document = msgspec.toml.decode(raw)
-    except msgspec.DecodeError as error:
-        raise AgentsFileError(f"{where}: not valid TOML: {error}") from None
+    _, entries = read_tables(path, "agents", where, AgentsFileError)
     agents: list[Agent] = []
-    for index, entry in enumerate(_entries(document, where)):
+    for index, entry in enumerate(entries):
         agent = _agent(entry, f'{where}: agent "{_label(entry, index)}"', check)
         if any(seen.agent_id == agent.agent_id for seen in agents):
             raise AgentsFileError(f'{where}: agent "{agent.agent_id}" is declared twice')
         agents.append(agent)
     return agents
-
-
-def _entries(document: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    unknown = sorted(set(document) - {"agents"})
-    if unknown:
-        raise AgentsFileError(f"{where}: unknown top-level key {unknown[0]!r}; use [[agents]]")
-    entries = document.get("agents", [])
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise AgentsFileError(f"{where}: `agents` must be an array of tables ([[agents]])")
-    return entries
 
 
 def _label(entry: dict[str, Any], index: int) -> str:

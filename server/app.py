@@ -20,7 +20,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from server.agents_file import AgentsFileError, load_agents_file
-from server.auth import Authenticator
+from server.auth import Authenticator, Nonces, rate_headers_middleware
+from server.keyring import Keyring, KeysError
 from server.logs import configure_logging
 from server.metrics import Metrics, MetricsExporter, request_clock_middleware, service_readings
 from server.request_id import request_id_middleware
@@ -40,6 +41,7 @@ from streams.batcher import ScriptBatcher
 from streams.errors import Unavailable
 from streams.hub import Hub
 from streams.keys import Keys
+from streams.quotas import Quotas
 from streams.reaper import Reaper
 from streams.runner import RunObserver
 from streams.service import ConversationService
@@ -84,6 +86,7 @@ class Parts:
     agents: RedisAgentCatalog
     upstreams: UpstreamBackends
     file_agents: list[Agent]
+    quotas: Quotas
 
 
 def provider_defaults(settings: Settings) -> dict[UpstreamProvider, ProviderDefaults]:
@@ -95,7 +98,9 @@ def provider_defaults(settings: Settings) -> dict[UpstreamProvider, ProviderDefa
     }
 
 
-def build_service(settings: Settings, observer: RunObserver | None = None) -> Parts:
+def build_service(
+    settings: Settings, keyring: Keyring, observer: RunObserver | None = None
+) -> Parts:
     if not settings.redis_url:
         raise SystemExit("PARLEY_REDIS_URL is not set; `parley serve` starts a private Redis")
     upstreams = UpstreamBackends(settings.upstream_policy())
@@ -115,6 +120,8 @@ def build_service(settings: Settings, observer: RunObserver | None = None) -> Pa
     keys = Keys(config.key_prefix)
     agents = RedisAgentCatalog(redis, keys, check=check, builtins=builtin_agents())
     store = Store(redis, keys, config)
+    observer = observer or RunObserver()
+    quotas = Quotas(redis, keys, keyring.limits_of, config.lock_ttl_ms, observer.refused)
     service = ConversationService(
         redis=redis,
         keys=keys,
@@ -126,8 +133,9 @@ def build_service(settings: Settings, observer: RunObserver | None = None) -> Pa
         batcher=ScriptBatcher(settings.redis_url),
         reaper=Reaper(redis, store, keys, config),
         observer=observer,
+        quotas=quotas,
     )
-    return Parts(service, redis, agents, upstreams, file_agents)
+    return Parts(service, redis, agents, upstreams, file_agents, quotas)
 
 
 async def register_agents(parts: Parts, settings: Settings) -> None:
@@ -172,9 +180,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     metrics = Metrics.from_env()
-    parts = build_service(settings, metrics)
+    try:
+        keyring = settings.keyring()
+    except KeysError as error:
+        raise SystemExit(f"parley: {error}") from None
+    parts = build_service(settings, keyring, metrics)
     service = parts.service
-    auth = Authenticator(settings)
+    nonces = Nonces(parts.redis, Keys(settings.key_prefix))
+    auth = Authenticator(keyring, parts.quotas, nonces, allow_remote=settings.allow_insecure)
     try:
         names = settings.surface_names(list(SURFACES))
     except SettingsError as error:
@@ -213,7 +226,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "exporter": Provide(lambda: exporter, sync_to_thread=False, use_cache=True),
         },
         exception_handlers=served.exception_handlers(),
-        middleware=[request_id_middleware, request_clock_middleware],
+        middleware=[request_id_middleware, request_clock_middleware, rate_headers_middleware],
         lifespan=[lifespan, exporter.lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Parley", version="0.1.0", path="/schema"),

@@ -1,42 +1,91 @@
-"""API keys. Each key maps to a principal that owns the sessions it creates.
+"""Who is calling, and whether they may right now.
 
-Every surface finds the key its own way (a Bearer header, a query parameter, a signed
-request) and asks :meth:`Authenticator.principal` who it belongs to.
+Every surface finds the key its own way (a Bearer header, an ``X-API-Key``, a signed request)
+and asks :meth:`Authenticator.admit`: the key's principal, once its request is inside the
+principal's rate limit. The bucket's state rides on the request, so every answer carries the
+``RateLimit-*`` headers (:func:`rate_headers_middleware`).
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from litestar import Request
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.asyncio import Redis
 
-from server.settings import LOOPBACK, Settings
+from server.keyring import ANONYMOUS, ANONYMOUS_KEY, ApiKey, Keyring
+from server.settings import LOOPBACK
+from streams.errors import RateLimited
+from streams.guard import redis_guarded
+from streams.keys import Keys
+from streams.quotas import Quotas
 
-ANONYMOUS = "anonymous"
+__all__ = ["ANONYMOUS", "Authenticator", "Nonces", "bearer", "rate_headers_middleware"]
+
+_RATE_STATE = "parley.rate_headers"
+
+
+class Nonces:
+    """Request ids seen lately, kept in Redis so that every worker refuses the same replay."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    @redis_guarded
+    async def first_use(self, principal: str, request_id: str, keep_seconds: int) -> bool:
+        """Record ``request_id``; False when it was already used within ``keep_seconds``."""
+        key = self._keys.nonce(principal, request_id)
+        return bool(await self._redis.set(key, 1, nx=True, ex=keep_seconds))
 
 
 class Authenticator:
-    def __init__(self, settings: Settings) -> None:
-        self._keys = [(k.encode(), p) for k, p in settings.principals().items()]
-        self._allow_remote = settings.allow_insecure
+    def __init__(
+        self, keyring: Keyring, quotas: Quotas, nonces: Nonces, *, allow_remote: bool
+    ) -> None:
+        self.keyring = keyring
+        self.nonces = nonces
+        self.quotas = quotas
+        self._allow_remote = allow_remote
 
     @property
     def enabled(self) -> bool:
-        return bool(self._keys)
+        return self.keyring.enabled
 
-    def principal(self, request: Request[Any, Any, Any], key: str | None) -> str:
+    def identify(self, request: Request[Any, Any, Any], key: str | None) -> ApiKey:
         """Whose ``key`` this is; with authentication off, anyone on loopback is anonymous."""
-        if not self._keys:
+        if not self.keyring.enabled:
             self._require_loopback(request)
-            return ANONYMOUS
-        if key:
-            candidate = key.encode()
-            for known, principal in self._keys:
-                if hmac.compare_digest(candidate, known):
-                    return principal
-        raise NotAuthorizedException("a valid API key is required: Authorization: Bearer <key>")
+            return ANONYMOUS_KEY
+        found = self.keyring.find(key) if key else None
+        if found is None:
+            raise NotAuthorizedException("a valid API key is required: Authorization: Bearer <key>")
+        return found
+
+    async def admit(self, request: Request[Any, Any, Any], key: str | None) -> str:
+        """The principal of ``key``, once this request fits its rate limit."""
+        return await self.admitted(request, self.identify(request, key))
+
+    async def admitted(self, request: Request[Any, Any, Any], api_key: ApiKey) -> str:
+        """Take this request from the rate limit of a key already identified."""
+        try:
+            state = await redis_guarded(self.quotas.take_request)(api_key.principal)
+        except RateLimited as refused:
+            request.scope["state"][_RATE_STATE] = refused.limit_headers
+            raise
+        if state is not None:
+            request.scope["state"][_RATE_STATE] = state.headers()
+        return api_key.principal
+
+    async def admin(self, request: Request[Any, Any, Any], key: str | None) -> str:
+        """As :meth:`admit`, for a key with the admin role (anyone, with authentication off)."""
+        api_key = self.identify(request, key)
+        if self.keyring.enabled and api_key.role != "admin":
+            raise PermissionDeniedException('this needs an admin key (role = "admin")')
+        return await self.admitted(request, api_key)
 
     def _require_loopback(self, request: Request[Any, Any, Any]) -> None:
         server = request.scope.get("server")
@@ -53,3 +102,25 @@ def bearer(request: Request[Any, Any, Any]) -> str | None:
         return None
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
+
+
+def rate_headers_middleware(app: ASGIApp) -> ASGIApp:
+    """Add the ``RateLimit-*`` headers of a request's bucket to its answer, error or not."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = scope.get("state", {}).get(_RATE_STATE)
+                if extra:
+                    headers = list(message.get("headers", []))
+                    headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return middleware

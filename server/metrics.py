@@ -132,6 +132,8 @@ class Metrics(RunObserver):
         self._repeats = 0
         self._redis_errors = 0
         self._finished: dict[str, int] = {}
+        self._refused: dict[str, int] = {}
+        self._charged: dict[str, list[int]] = {}  # principal -> [exchanges, tokens]
         self._first_token = Tally(FIRST_TOKEN_BUCKETS)
         self._delivery = Tally(DELIVERY_BUCKETS)
         self._seen = Readings()
@@ -191,6 +193,25 @@ class Metrics(RunObserver):
             buckets=DELIVERY_BUCKETS,
             registry=registry,
         )
+        self.refusals = Counter(
+            "parley_refusals",
+            "Requests and exchanges refused by a key's limits, by reason: rate_limited, "
+            "concurrency_limited, quota_exceeded.",
+            ["reason"],
+            registry=registry,
+        )
+        self.principal_exchanges = Counter(
+            "parley_principal_exchanges",
+            "Exchanges ended, by the principal (API key owner) that ran them.",
+            ["principal"],
+            registry=registry,
+        )
+        self.principal_tokens = Counter(
+            "parley_principal_tokens",
+            "Tokens used by ended exchanges, by principal.",
+            ["principal"],
+            registry=registry,
+        )
         self.first_token_latency = Histogram(
             "parley_first_token_seconds",
             "From a continue request's arrival until the model's first token.",
@@ -217,6 +238,14 @@ class Metrics(RunObserver):
     def finished(self, status: str, seconds: float) -> None:
         self._finished[status] = self._finished.get(status, 0) + 1
 
+    def charged(self, principal: str, tokens: int) -> None:
+        counts = self._charged.setdefault(principal, [0, 0])
+        counts[0] += 1
+        counts[1] += tokens
+
+    def refused(self, code: str) -> None:
+        self._refused[code] = self._refused.get(code, 0) + 1
+
     def delivered(self, item: Item) -> None:
         """An event was written to a client; its stream id's first part is the publish ms."""
         self._delivery.observe(max(0.0, time.time() - item.key[0] / 1000))
@@ -239,6 +268,13 @@ class Metrics(RunObserver):
         finished, self._finished = self._finished, {}
         for status, count in finished.items():
             self.exchanges.labels(status).inc(count)
+        refused, self._refused = self._refused, {}
+        for code, count in refused.items():
+            self.refusals.labels(code).inc(count)
+        charged, self._charged = self._charged, {}
+        for principal, (exchanges, tokens) in charged.items():
+            self.principal_exchanges.labels(principal).inc(exchanges)
+            _add(self.principal_tokens.labels(principal), tokens)
         self._first_token.drain_into(self.first_token_latency)
         self._delivery.drain_into(self.delivery_latency)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import msgspec
 
+from server.keyring import Keyring, KeysError, load_keys_file, parse_api_keys
 from streams.backends.policy import UpstreamPolicy
 from streams.config import EngineConfig
+from streams.quotas import Limits
 
 ENV_PREFIX = "PARLEY_"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -29,6 +30,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     redis_url: str | None = None
     data_dir: str = ".parley"
     api_keys: str = ""
+    keys_file: str | None = None
+    rate_limit_per_second: float = 0
+    rate_limit_burst: int = 0
+    max_concurrent_exchanges: int = 0
+    token_quota: int = 0
+    exchange_quota: int = 0
+    quota_window_seconds: int = 0
     allow_insecure: bool = False
     key_prefix: str = "parley"
     session_ttl_seconds: int = 7 * 24 * 3600
@@ -73,12 +81,23 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             (self.send_timeout_seconds > 0, "PARLEY_SEND_TIMEOUT_SECONDS must be positive"),
             (bool(self.key_prefix.strip()), "PARLEY_KEY_PREFIX must not be empty"),
             (self.run_lock_ttl_seconds >= 1, "PARLEY_RUN_LOCK_TTL_SECONDS must be at least 1"),
+            *self._limit_checks(),
             *self._upstream_checks(),
         ]
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
-        self.principals()
+        try:
+            parse_api_keys(self.api_keys)
+        except KeysError as error:
+            raise SettingsError(str(error)) from None
+
+    def _limit_checks(self) -> list[tuple[bool, str]]:
+        limits = msgspec.structs.asdict(self.default_limits())
+        return [
+            (value >= 0, f"PARLEY_{_LIMIT_SETTINGS.get(name, name).upper()} must not be negative")
+            for name, value in limits.items()
+        ]
 
     def _upstream_checks(self) -> list[tuple[bool, str]]:
         timeouts = [
@@ -142,19 +161,27 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             )
         return [name for name in known if name in asked]
 
-    def principals(self) -> dict[str, str]:
-        """API key -> principal. ``key=principal``; a bare key is named after its hash."""
-        out: dict[str, str] = {}
-        for entry in filter(None, (e.strip() for e in self.api_keys.split(","))):
-            key, _, principal = entry.partition("=")
-            if not key.strip():
-                raise SettingsError("PARLEY_API_KEYS has an entry with an empty key")
-            out[key.strip()] = principal.strip() or key_principal(key.strip())
-        return out
+    def default_limits(self) -> Limits:
+        return Limits(
+            requests_per_second=self.rate_limit_per_second,
+            burst=self.rate_limit_burst,
+            max_concurrent_exchanges=self.max_concurrent_exchanges,
+            token_quota=self.token_quota,
+            exchange_quota=self.exchange_quota,
+            quota_window_seconds=self.quota_window_seconds,
+        )
+
+    def keyring(self) -> Keyring:
+        """The keys of ``PARLEY_API_KEYS`` and ``PARLEY_KEYS_FILE``; :class:`KeysError`
+        names the file's line for a bad entry."""
+        keys = parse_api_keys(self.api_keys)
+        if self.keys_file:
+            keys += load_keys_file(self.keys_file)
+        return Keyring(keys, self.default_limits())
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.api_keys.strip())
+        return bool(self.api_keys.strip() or self.keys_file)
 
     def check_bind(self) -> None:
         if not self.auth_enabled and self.host not in LOOPBACK and not self.allow_insecure:
@@ -176,9 +203,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         )
 
 
-def key_principal(key: str) -> str:
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
-
+_LIMIT_SETTINGS = {"requests_per_second": "rate_limit_per_second", "burst": "rate_limit_burst"}
 
 SECRET_SETTINGS = frozenset({"api_keys", "openai_api_key", "anthropic_api_key"})
 
@@ -189,8 +214,16 @@ SETTING_DOCS: dict[str, str] = {
     "redis_url": "Redis URL. Unset: parley serve starts a private server with data in "
     "PARLEY_DATA_DIR.",
     "data_dir": "Where the private Redis keeps its append-only data.",
-    "api_keys": "Comma-separated `key` or `key=principal`. Set: every API request needs "
-    "a key (`Authorization: Bearer <key>` on native, Palantir and Agno).",
+    "api_keys": "Comma-separated `key`, `key=principal` or `key=principal:admin`. Set: "
+    "every API request needs a key (`Authorization: Bearer <key>`).",
+    "keys_file": "A TOML file of [[keys]]: key, principal, role, signing secret and per-key "
+    "limits (see Keys and limits). Combines with PARLEY_API_KEYS; a bad file stops the server.",
+    "rate_limit_per_second": "Default request rate per key (token bucket refill); 0: none.",
+    "rate_limit_burst": "Default bucket size per key; 0: the rate, rounded up.",
+    "max_concurrent_exchanges": "Default cap on a key's exchanges running at once; 0: none.",
+    "token_quota": "Default total tokens a key's exchanges may use; 0: none.",
+    "exchange_quota": "Default number of exchanges a key may start; 0: none.",
+    "quota_window_seconds": "Quotas reset every this many seconds; 0: they never reset.",
     "allow_insecure": "Allow listening beyond loopback with authentication off.",
     "key_prefix": "Prefix of every Redis key and channel, so deployments never collide.",
     "session_ttl_seconds": "Idle lifetime of a session; each exchange extends it.",

@@ -11,9 +11,17 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 ErrorKind = Literal[
-    "invalid", "not_found", "busy", "not_running", "conflict", "unavailable", "internal"
+    "invalid",
+    "not_found",
+    "busy",
+    "not_running",
+    "conflict",
+    "unavailable",
+    "rate_limited",
+    "quota_exceeded",
+    "internal",
 ]
-Resource = Literal["session", "exchange", "agent", "agent_version", "archive"]
+Resource = Literal["session", "exchange", "agent", "agent_version", "archive", "principal"]
 
 
 class EngineError(Exception):
@@ -91,3 +99,23 @@ class Unavailable(EngineError):
     def __init__(self, message: str, *, retry_after: int = 2) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimited(EngineError):
+    """Too many requests, or too many exchanges running at once, for one principal."""
+
+    kind: ClassVar[ErrorKind] = "rate_limited"
+
+    def __init__(
+        self, message: str, *, code: str, retry_after: int, limit_headers: dict[str, str]
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+        self.limit_headers = limit_headers
+
+
+class QuotaExceeded(RateLimited):
+    """A principal's usage quota is spent; ``retry_after`` is when its window resets (0: never)."""
+
+    kind: ClassVar[ErrorKind] = "quota_exceeded"

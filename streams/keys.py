@@ -45,5 +45,13 @@ class Keys:
     def agent_index(self) -> str:
         return f"{self.prefix}:{{agents}}:ids"
 
+    def limit(self, principal: str, what: str) -> str:
+        """One principal's limit state: its bucket, running leases and usage counters."""
+        return f"{self.prefix}:{{lim:{principal}}}:{what}"
+
+    def nonce(self, principal: str, request_id: str) -> str:
+        """A signed request's id, kept while a replay of it could still pass the clock check."""
+        return f"{self.prefix}:{{lim:{principal}}}:rid:{request_id}"
+
     def control(self) -> str:
         return f"{self.prefix}:control"

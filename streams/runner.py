@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,9 @@ class ExchangeRunner:
         self._flushing = False
         self._first_token_ms: int | None = None
         self.done = asyncio.Event()
+        # Called once with the finished exchange just before its end is stored, so whatever
+        # it releases is free by the time a watcher sees the end.
+        self.on_end: Callable[[Exchange], Awaitable[None]] | None = None
 
     # --- control -------------------------------------------------------------------------
 
@@ -335,6 +339,8 @@ class ExchangeRunner:
             exchange = self.exchange(final, completed)
             args = finish_args(exchange, self._meter.unwritten(final), completed, self._config)
             self._end = (exchange, args, final)
+            if self.on_end:
+                await self.on_end(exchange)
         exchange, args, final = self._end
         stream_id = await self._call(FINISH_SCRIPT, self._finish_keys, args)
         self._meter.mark_written(final)
@@ -352,3 +358,9 @@ class RunObserver:
     def redis_error(self) -> None: ...
 
     def finished(self, status: str, seconds: float) -> None: ...
+
+    def charged(self, principal: str, tokens: int) -> None:
+        """An exchange of ``principal`` ended, having used ``tokens``."""
+
+    def refused(self, code: str) -> None:
+        """A request or exchange was refused by a limit (``rate_limited``, ...)."""

@@ -1,7 +1,8 @@
 """Lua scripts that make each multi-key step of an exchange atomic and one round trip.
 
-All keys a script touches share the session's hash tag. Every script first checks that the
-session still exists, so a session deleted mid-stream is never resurrected by a late write.
+All keys a script touches share one hash tag: the session's, or for the limit scripts the
+principal's. Every session script first checks that the session still exists, so a session
+deleted mid-stream is never resurrected by a late write.
 
 Every script that changes state is safe to run twice. A call whose reply was lost (a
 timeout, a dropped connection) may or may not have run, so the caller sends it again,
@@ -12,7 +13,10 @@ unchanged; the second run finds the first one's mark and changes nothing:
 - FINISH: the exchange's status (once not ``running``, a repeat returns the end's id);
 - SETTLE: the exchange's ``settled`` mark;
 - IMPORT: its first exchange's key (a repeat finds it and writes nothing);
-- COMMIT: the archive's ``call:N`` token (a repeat of the same call is ``ok``).
+- COMMIT: the archive's ``call:N`` token (a repeat of the same call is ``ok``);
+- ADMIT: the exchange's place in the running set (a repeat is ``ok`` and counts nothing);
+- RELEASE: the same place (only the call that removes it adds the exchange's tokens).
+RATE is the one script that is not: a retried request is a second request.
 So the log holds each delta once, in order, and usage counters move once per applied call.
 """
 
@@ -218,6 +222,77 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 'ok'
 """)
+
+
+# KEYS: bucket (a hash: tokens, at)
+# ARGV: rate (tokens added per second), burst (the bucket's size)
+# Returns {allowed (1 or 0), remaining (whole tokens left), retry_ms (until the next token
+# when refused, else 0), full_ms (until the bucket is full again)}. Time is the Redis
+# server's, so every worker refills the same bucket by the same clock.
+RATE = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now_ms
+tokens = math.min(burst, tokens + math.max(0, now_ms - at) * rate / 1000)
+local allowed, retry = 0, 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  retry = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'at', now_ms)
+local full = math.ceil((burst - tokens) * 1000 / rate)
+redis.call('PEXPIRE', KEYS[1], full + 1000)
+return {allowed, math.floor(tokens), retry, full}
+"""
+
+# KEYS: running (a sorted set: xid -> lease deadline ms), usage (a hash: tokens, exchanges)
+# ARGV: xid, max_running (0: no cap), token_quota (0: none), exchange_quota (0: none),
+#       lease_ms, usage_ttl_s (0: the usage never expires)
+# Returns {verdict, running, tokens, exchanges}: verdict is ok (admitted; also a repeat of
+# this xid), busy (max_running exchanges hold a lease) or quota (a quota is spent). Leases
+# past their deadline belong to processes that died; they are dropped first.
+ADMIT = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+local used = redis.call('HMGET', KEYS[2], 'tokens', 'exchanges')
+local tokens, exchanges = tonumber(used[1]) or 0, tonumber(used[2]) or 0
+local running = redis.call('ZCARD', KEYS[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return {'ok', running, tokens, exchanges} end
+local token_quota, exchange_quota = tonumber(ARGV[3]), tonumber(ARGV[4])
+if (token_quota > 0 and tokens >= token_quota)
+    or (exchange_quota > 0 and exchanges >= exchange_quota) then
+  return {'quota', running, tokens, exchanges}
+end
+local cap = tonumber(ARGV[2])
+if cap > 0 and running >= cap then return {'busy', running, tokens, exchanges} end
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[5]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]) * 2)
+exchanges = redis.call('HINCRBY', KEYS[2], 'exchanges', 1)
+if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[6], 'NX') end
+return {'ok', running + 1, tokens, exchanges}
+"""
+
+# KEYS: running, usage (as ADMIT)
+# ARGV: xid, tokens (the finished exchange's total), usage_ttl_s (0: never expires),
+#       refund (1: the exchange never began, so it is not counted either)
+# Returns 1 when this call released the lease and charged the tokens, 0 for a repeat (or a
+# lease that already ran out: its process was taken for dead, and nothing is charged twice).
+RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if ARGV[4] == '1' then
+  redis.call('HINCRBY', KEYS[2], 'exchanges', -1)
+  return 1
+end
+redis.call('HINCRBY', KEYS[2], 'tokens', ARGV[2])
+if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[3], 'NX') end
+return 1
+"""
 
 
 class Script:

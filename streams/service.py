@@ -28,6 +28,7 @@ from streams.history import messages_of
 from streams.hub import Hub, Subscription
 from streams.keys import Keys
 from streams.paging import every_item
+from streams.quotas import Quotas
 from streams.reaper import Reaper
 from streams.runner import ExchangeRunner, ExchangeSpec, RunObserver
 from streams.store import LogEntry, Store
@@ -52,6 +53,7 @@ log = logging.getLogger("parley.service")
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CANCEL_WAIT = 10.0
+_RELEASE_WAIT = 2.0  # an end is not held up longer than this by its lease
 _MAX_PARAMETERS = 64
 MAX_IMPORTED = 100
 MAX_STATE_BYTES = 65_536
@@ -79,6 +81,7 @@ class ConversationService:
         batcher: ScriptBatcher,
         reaper: Reaper,
         observer: RunObserver | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.redis = redis
         self.hub = hub
@@ -91,11 +94,13 @@ class ConversationService:
         self.store = store
         self.batcher = batcher
         self.reaper = reaper
+        self.quotas = quotas
         self.closing = asyncio.Event()
         self._runners: dict[str, ExchangeRunner] = {}
         self._tasks: dict[str, asyncio.Task[Exchange | None]] = {}
         self._keeper: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
+        self._leases: dict[str, tuple[str, str]] = {}  # sid -> (owner, xid) of a leased run
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -144,6 +149,8 @@ class ConversationService:
                     for sid in self._runners:
                         pipe.pexpire(self.keys.lock(sid), self.config.lock_ttl_ms)
                     await pipe.execute()
+                if self.quotas and self._leases:
+                    await self.quotas.renew(list(self._leases.values()))
 
     @property
     def running_count(self) -> int:
@@ -332,11 +339,21 @@ class ConversationService:
                 details={"limit": limit},
             )
 
-    async def _begin(self, owner: str, sid: str, turn: Turn) -> ExchangeRunner:
+    async def _begin(self, owner: str, sid: str, turn: Turn) -> tuple[ExchangeRunner, bool]:
+        """The runner of a new exchange, and whether it holds a lease of its owner's limits."""
         self._check_input(turn)
         if self.closing.is_set():
             raise Unavailable("the server is shutting down", retry_after=1)
         xid = check_id(turn.exchange_id, "exchange_id") if turn.exchange_id else uuid.uuid4().hex
+        leased = await self.quotas.admit(owner, xid) if self.quotas else False
+        try:
+            return await self._runner(owner, sid, xid, turn), leased
+        except BaseException:
+            if leased:
+                await self._release(owner, xid, 0, began=False)
+            raise
+
+    async def _runner(self, owner: str, sid: str, xid: str, turn: Turn) -> ExchangeRunner:
         session = await self.store.get_session(owner, sid)
         agent = await self.agents.resolve(session.agent_id, session.agent_version)
         history = await self.store.completed_history(sid)
@@ -358,9 +375,9 @@ class ConversationService:
         )
         return ExchangeRunner(spec, backend, self.batcher, self.keys, self.config, self.observer)
 
-    def _launch(self, runner: ExchangeRunner) -> asyncio.Task[Exchange | None]:
+    def _launch(self, runner: ExchangeRunner, leased: bool) -> asyncio.Task[Exchange | None]:
         sid = runner.spec.sid
-        task = asyncio.create_task(runner.run(), name=f"parley-run-{runner.spec.xid}")
+        task = asyncio.create_task(self._run(runner, leased), name=f"parley-run-{runner.spec.xid}")
         self._runners[sid] = runner
         self._tasks[sid] = task
 
@@ -372,10 +389,43 @@ class ConversationService:
         task.add_done_callback(forget)
         return task
 
+    async def _run(self, runner: ExchangeRunner, leased: bool) -> Exchange | None:
+        """Run; a leased run keeps its lease renewed and gives it back with its tokens as
+        the exchange ends (or, should the run fail outright, with none)."""
+        owner, sid, xid = runner.spec.owner, runner.spec.sid, runner.spec.xid
+        ended = False
+
+        async def on_end(exchange: Exchange) -> None:
+            nonlocal ended
+            ended = True
+            self.observer.charged(owner, exchange.usage.total_tokens)
+            if leased:
+                await self._release(owner, xid, exchange.usage.total_tokens)
+
+        runner.on_end = on_end
+        if leased:
+            self._leases[sid] = (owner, xid)
+        try:
+            return await runner.run()
+        finally:
+            if leased:
+                del self._leases[sid]
+                if not ended:
+                    await self._release(owner, xid, 0)
+
+    async def _release(self, owner: str, xid: str, tokens: int, *, began: bool = True) -> None:
+        """A lease that cannot be given back runs out on its own; its tokens go uncharged."""
+        assert self.quotas is not None
+        try:
+            async with asyncio.timeout(_RELEASE_WAIT):
+                await self.quotas.release(owner, xid, tokens, began=began)
+        except (RedisError, OSError, TimeoutError) as error:
+            log.warning("could not release an exchange lease", extra={"reason": str(error)})
+
     @redis_guarded
     async def blocking_continue(self, owner: str, sid: str, turn: Turn) -> Exchange:
-        runner = await self._begin(owner, sid, turn)
-        exchange = await asyncio.shield(self._launch(runner))
+        runner, leased = await self._begin(owner, sid, turn)
+        exchange = await asyncio.shield(self._launch(runner, leased))
         if exchange is None:
             raise NotFound(
                 f"session {sid} was deleted", resource="session", details={"session_id": sid}
@@ -387,11 +437,11 @@ class ConversationService:
         self._check_input(turn)
         sub = await self._subscribe(sid)
         try:
-            runner = await self._begin(owner, sid, turn)
+            runner, leased = await self._begin(owner, sid, turn)
         except BaseException:
             sub.close()
             raise
-        self._launch(runner)
+        self._launch(runner, leased)
         return self._watch(sub, runner.spec.xid, None, [])
 
     async def _subscribe(self, sid: str) -> Subscription:

@@ -147,13 +147,17 @@ class ParleyServer(msgspec.Struct, frozen=True):
 
 
 @contextlib.contextmanager
-def parley_server(redis_url: str, workers: int, log_dir: Path) -> Iterator[ParleyServer]:
-    """``parley serve --workers N`` on a free port, with a key prefix of its own."""
+def parley_server(
+    redis_url: str, workers: int, log_dir: Path, settings: dict[str, str] | None = None
+) -> Iterator[ParleyServer]:
+    """``parley serve --workers N`` on a free port, with a key prefix of its own and any
+    further ``PARLEY_*`` ``settings``."""
     port = free_port()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     env.pop(MULTIPROC_ENV, None)  # `parley serve` makes a fresh one for its workers
     env.update(PARLEY_REDIS_URL=redis_url, PARLEY_KEY_PREFIX=prefix, PARLEY_LOG_LEVEL="warning")
+    env.update(settings or {})
     command = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
     log_dir.mkdir(parents=True, exist_ok=True)

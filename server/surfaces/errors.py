@@ -20,7 +20,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 
-from streams.errors import EngineError, ErrorKind, Unavailable
+from streams.errors import EngineError, ErrorKind, RateLimited, Unavailable
 
 log = logging.getLogger("parley.http")
 
@@ -39,11 +39,13 @@ STATUS: dict[str, int] = {
     "too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    "quota_exceeded": 429,
     "internal": 500,
     "unavailable": 503,
 }
 _KIND_OF_STATUS = {status: kind for kind, status in STATUS.items()}
 _KIND_OF_STATUS[409] = "conflict"
+_KIND_OF_STATUS[429] = "rate_limited"
 
 # Codes of Litestar's own errors; an engine error carries its own code.
 _HTTP_CODES = {
@@ -102,6 +104,8 @@ def _engine_problem(exc: EngineError) -> Problem:
         headers["Retry-After"] = str(exc.retry_after)
         cause = f"{type(exc.__cause__).__name__}: {exc.__cause__}"
         log.warning("unavailable", extra={"reason": exc.message, "cause": cause})
+    elif isinstance(exc, RateLimited) and exc.retry_after:
+        headers["Retry-After"] = str(exc.retry_after)
     return Problem(exc.kind, exc.code, exc.message, exc.details, headers, exc)
 
 

@@ -19,17 +19,18 @@ from server.surfaces.errors import SurfaceError
 
 
 def surface(auth: Authenticator) -> Surface:
-    def principal(request: Request[Any, Any, Any]) -> str:
+    async def principal(request: Request[Any, Any, Any]) -> str:
         """AgentOS's words: no Bearer header, or a key it does not know."""
         key = bearer(request)
         if auth.enabled and not key:
             raise _unauthorized("Authorization header required")
         try:
-            return auth.principal(request, key)
+            api_key = auth.identify(request, key)
         except NotAuthorizedException:
             raise _unauthorized("Invalid authentication token") from None
+        return await auth.admitted(request, api_key)
 
-    dependencies = {"principal": Provide(principal, sync_to_thread=False)}
+    dependencies = {"principal": Provide(principal)}
     routers = [
         sessions_router(dependencies),
         runs_router(dependencies),

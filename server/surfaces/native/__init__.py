@@ -11,19 +11,30 @@ from server.auth import Authenticator, bearer
 from server.surfaces import Surface
 from server.surfaces.native.agents import agents_router
 from server.surfaces.native.errors import render
+from server.surfaces.native.keys import keys_router
 
 __all__ = ["render", "surface"]
 from server.surfaces.native.sessions import sessions_router
 
 
 def surface(auth: Authenticator) -> Surface:
-    def principal(request: Request[Any, Any, Any]) -> str:
+    def key_of(request: Request[Any, Any, Any]) -> str | None:
         key = bearer(request)
         if key is None and request.method == "GET":
             # EventSource cannot send headers; it may pass the key in the query instead.
             key = request.query_params.get("access_token")
-        return auth.principal(request, key)
+        return key
 
-    dependencies = {"principal": Provide(principal, sync_to_thread=False)}
-    routers = [sessions_router(dependencies), agents_router(dependencies)]
+    async def principal(request: Request[Any, Any, Any]) -> str:
+        return await auth.admit(request, key_of(request))
+
+    async def admin(request: Request[Any, Any, Any]) -> str:
+        return await auth.admin(request, key_of(request))
+
+    dependencies = {"principal": Provide(principal)}
+    routers = [
+        sessions_router(dependencies),
+        agents_router(dependencies),
+        keys_router({"admin": Provide(admin)}, auth.keyring, auth.quotas),
+    ]
     return Surface(name="native", prefixes=("/v1",), routers=routers, render=render)

@@ -18,15 +18,16 @@ PREFIX = "/api/v1"
 
 
 def surface(auth: Authenticator) -> Surface:
-    def principal(request: Request[Any, Any, Any]) -> str:
+    async def principal(request: Request[Any, Any, Any]) -> str:
         """OpenViking's key: ``X-API-Key`` wins over ``Authorization: Bearer``."""
         key = (request.headers.get("x-api-key") or "").strip() or bearer(request)
         try:
-            return auth.principal(request, key)
+            api_key = auth.identify(request, key)
         except NotAuthorizedException:
             message = "Invalid API Key" if key else "Missing API Key when resolving identity."
             raise SurfaceError("unauthorized", "UNAUTHENTICATED", message, {}) from None
+        return await auth.admitted(request, api_key)
 
-    dependencies = {"principal": Provide(principal, sync_to_thread=False)}
+    dependencies = {"principal": Provide(principal)}
     routers = [sessions_router(PREFIX, dependencies)]
     return Surface(name="openviking", prefixes=(PREFIX,), routers=routers, render=render)

@@ -38,6 +38,7 @@ _CODES = {
     "not_running": "CONFLICT",
     "conflict": "CONFLICT",
     "rate_limited": "RESOURCE_EXHAUSTED",
+    "quota_exceeded": "RESOURCE_EXHAUSTED",
     "unavailable": "UNAVAILABLE",
     "internal": "INTERNAL",
 }

@@ -15,9 +15,9 @@ from server.surfaces.palantir.sessions import sessions_router
 
 
 def surface(auth: Authenticator) -> Surface:
-    def principal(request: Request[Any, Any, Any]) -> str:
-        return auth.principal(request, bearer(request))
+    async def principal(request: Request[Any, Any, Any]) -> str:
+        return await auth.admit(request, bearer(request))
 
-    dependencies = {"principal": Provide(principal, sync_to_thread=False)}
+    dependencies = {"principal": Provide(principal)}
     routers = [sessions_router(dependencies), agents_router(dependencies)]
     return Surface(name="palantir", prefixes=("/api/v2/aipAgents",), routers=routers, render=render)

@@ -92,6 +92,8 @@ def _named(request: Request[Any, Any, Any], problem: Problem) -> tuple[str, dict
         return "CancelSessionFailedMessageNotInProgress", {**ids, "messageId": xid}
     if problem.kind == "conflict" and xid:
         return "SessionTraceIdAlreadyExists", {**ids, "sessionTraceId": xid}
+    if problem.kind in ("rate_limited", "quota_exceeded"):
+        return "RateLimitExceeded", {**ids, "details": problem.message}
     if problem.code == "context_too_large":
         return "ContextSizeExceededLimit", {**ids, "details": problem.message}
     generic = _GENERIC.get(problem.status, "Default:Internal")
