@@ -30,7 +30,7 @@ from server.routes.metrics import metrics as metrics_route
 from server.routes.page import page_router
 from server.settings import Settings, SettingsError
 from server.streaming import OpenStreams
-from server.surfaces import Surface, Surfaces, agno, native, openviking, palantir
+from server.surfaces import Surface, Surfaces, agno, native, openviking, palantir, sonaops
 from streams.agent_checks import check_agent
 from streams.agent_store import RedisAgentCatalog
 from streams.agents import Agent, builtin_agents
@@ -54,6 +54,7 @@ SURFACES: dict[str, Callable[[Authenticator], Surface]] = {
     "palantir": palantir.surface,
     "agno": agno.surface,
     "openviking": openviking.surface,
+    "sonaops": sonaops.surface,
 }
 
 
