@@ -73,7 +73,10 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     configure_logging(settings.log_level)
     if not settings.auth_enabled:
-        log.info("authentication is off: PARLEY_API_KEYS is not set; serving loopback only")
+        log.info(
+            "authentication is off: neither PARLEY_API_KEYS nor PARLEY_KEYS_FILE is set; "
+            "serving loopback only"
+        )
     with metrics_dir(settings.workers):
         if settings.redis_url:
             return _run_uvicorn(settings)

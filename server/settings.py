@@ -186,8 +186,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def check_bind(self) -> None:
         if not self.auth_enabled and self.host not in LOOPBACK and not self.allow_insecure:
             raise SettingsError(
-                f"refusing to listen on {self.host} with authentication off: set PARLEY_API_KEYS, "
-                "or PARLEY_ALLOW_INSECURE=1 to accept unauthenticated requests from the network"
+                f"refusing to listen on {self.host} with authentication off: set PARLEY_API_KEYS "
+                "or PARLEY_KEYS_FILE, or PARLEY_ALLOW_INSECURE=1 to accept unauthenticated "
+                "requests from the network"
             )
 
     def engine(self) -> EngineConfig:
