@@ -15,7 +15,7 @@ from tests.support.agents import (
     new_agent_id,
     upstream_env,
 )
-from tests.support.native import blocking_continue, create_sid
+from tests.support.native import assert_error, blocking_continue, create_sid
 from tests.support.servers import ServerFactory
 from tests.support.upstream import UpstreamServer
 
@@ -274,22 +274,48 @@ async def test_the_server_key_never_goes_to_an_agent_s_own_base_url(
     assert upstream.requests[-1].headers["authorization"] == "Bearer no-key"
 
 
-async def test_creating_agents_needs_an_api_key_when_auth_is_on(
+async def test_creating_agents_needs_an_admin_key_when_auth_is_on(
     server_factory: ServerFactory, upstream: UpstreamServer
 ) -> None:
-    server = server_factory(upstream_env(upstream, PARLEY_API_KEYS="k-admin=admin"))
+    server = server_factory(upstream_env(upstream, PARLEY_API_KEYS="k-admin=ops:admin,k-user=u"))
     body = agent_body("synthetic")
 
     async with server.client() as client:
         anonymous = await client.post("/v1/agents", json=body)
         listed = await client.get("/v1/agents")
+        as_user = await client.post(
+            "/v1/agents", json=body, headers={"Authorization": "Bearer k-user"}
+        )
         created = await client.post(
             "/v1/agents", json=body, headers={"Authorization": "Bearer k-admin"}
         )
 
     assert anonymous.status_code == 401
     assert listed.status_code == 401
+    assert_error(as_user, 403, "forbidden")
     assert created.status_code == 201
+
+
+async def test_only_an_admin_key_publishes_a_version_of_the_default_agent(
+    server_factory: ServerFactory, upstream: UpstreamServer
+) -> None:
+    server = server_factory(upstream_env(upstream, PARLEY_API_KEYS="k-admin=ops:admin,k-user=u"))
+    change = {"instructions": "Answer in French."}
+
+    async with server.client() as client:
+        as_user = await client.post(
+            "/v1/agents/default/versions", json=change, headers={"Authorization": "Bearer k-user"}
+        )
+        unchanged = await client.get(
+            "/v1/agents/default", headers={"Authorization": "Bearer k-user"}
+        )
+        as_admin = await client.post(
+            "/v1/agents/default/versions", json=change, headers={"Authorization": "Bearer k-admin"}
+        )
+
+    assert_error(as_user, 403, "forbidden")
+    assert unchanged.json()["version"] == 1
+    assert as_admin.status_code == 201 and as_admin.json()["version"] == 2
 
 
 # --- sessions pin a version -----------------------------------------------------------------

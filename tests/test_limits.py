@@ -105,25 +105,29 @@ async def test_two_workers_enforce_one_rate_limit_within_one_request(
 ) -> None:
     rate, burst, seconds = 5, 5, 3.0
     server = limited(server_factory, tmp_path, workers=2, requestsPerSecond=rate, burst=burst)
-    answers: list[tuple[float, int]] = []  # (sent at, status)
+    answers: list[tuple[float, float, int]] = []  # (sent at, answered at, status)
 
     async def hammer(deadline: float) -> None:
         # A client of its own per task: its connection lands on either worker.
         async with as_key(server) as http:
             while (sent := time.monotonic()) < deadline:
-                answers.append((sent, (await http.get("/v1/agents")).status_code))
+                status = (await http.get("/v1/agents")).status_code
+                answers.append((sent, time.monotonic(), status))
                 await asyncio.sleep(0.01)
 
     deadline = time.monotonic() + seconds
     await asyncio.gather(*(hammer(deadline) for _ in range(8)))
 
-    sent = [at for at, _ in answers]
-    allowed = sum(status == 200 for _, status in answers)
-    refused = sum(status == 429 for _, status in answers)
-    expected = burst + rate * (max(sent) - min(sent))
-    record("two_workers_rate_limit", allowed=allowed, expected=f"{expected:.2f}", refused=refused)
-    assert abs(allowed - expected) <= 1, (allowed, expected)
-    assert allowed + refused == len(answers)
+    # Redis saw the requests between the first send and the last answer at the most, and
+    # between the first answer and the last send at the least: the bucket allows its burst
+    # plus the refill over that time, within one request.
+    sent, answered = [a[0] for a in answers], [a[1] for a in answers]
+    allowed = sum(status == 200 for *_, status in answers)
+    least = burst + rate * (max(sent) - min(answered))
+    most = burst + rate * (max(answered) - min(sent))
+    record("two_workers_rate_limit", allowed=allowed, expected=f"{least:.2f}-{most:.2f}")
+    assert least - 1 <= allowed <= most + 1, (allowed, least, most)
+    assert all(status in (200, 429) for *_, status in answers)
 
 
 # --- concurrent exchanges ---------------------------------------------------------------------

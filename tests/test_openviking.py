@@ -40,7 +40,9 @@ def parley(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str, upstream: UpstreamServer
 ) -> Iterator[ServerProcess]:
     log_dir = tmp_path_factory.mktemp("openviking")
-    server = start_upstream_server(log_dir, redis_url, upstream, PARLEY_API_KEYS=f"{KEY}=acme")
+    server = start_upstream_server(
+        log_dir, redis_url, upstream, PARLEY_API_KEYS=f"{KEY}=acme:admin"
+    )
     yield server
     server.terminate()
 

@@ -32,9 +32,10 @@ def surface(auth: Authenticator) -> Surface:
         return await auth.admin(request, key_of(request))
 
     dependencies = {"principal": Provide(principal)}
+    admins = {"admin": Provide(admin)}
     routers = [
         sessions_router(dependencies),
-        agents_router(dependencies),
-        keys_router({"admin": Provide(admin)}, auth.keyring, auth.quotas),
+        agents_router({**dependencies, **admins}),
+        keys_router(admins, auth.keyring, auth.quotas),
     ]
     return Surface(name="native", prefixes=("/v1",), routers=routers, render=render)

@@ -1,7 +1,9 @@
 """``/v1/agents``: the agent registry. Agents are global, shared by every principal.
 
-Every handler takes the ``principal`` dependency only to require a valid API key when
-authentication is on; agents belong to nobody in particular.
+Reading handlers take the ``principal`` dependency only to require a valid API key when
+authentication is on; agents belong to nobody in particular. Writing ones take ``admin``:
+an agent (the default one included) answers every principal's sessions, so only an admin key
+may create one or publish a version.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ Limit = Annotated[int, Parameter(ge=1, le=100)]
 
 
 @post("/", summary="Create an agent (version 1)", status_code=HTTP_201_CREATED)
-async def create_agent(data: CreateAgent, agents: RedisAgentCatalog, principal: str) -> Agent:
+async def create_agent(data: CreateAgent, agents: RedisAgentCatalog, admin: str) -> Agent:
     return await agents.create(data.agent())
 
 
@@ -46,7 +48,7 @@ async def get_agent(agent_id: AgentIdParam, agents: RedisAgentCatalog, principal
     status_code=HTTP_201_CREATED,
 )
 async def publish_version(
-    agent_id: AgentIdParam, data: PublishVersion, agents: RedisAgentCatalog, principal: str
+    agent_id: AgentIdParam, data: PublishVersion, agents: RedisAgentCatalog, admin: str
 ) -> Agent:
     latest = await agents.get(agent_id)
     return await agents.publish(data.applied_to(latest))
