@@ -6,10 +6,11 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import FrameType
+from typing import Protocol
 
 from litestar import Litestar
 from litestar.config.app import AppConfig
@@ -30,7 +31,16 @@ from server.routes.metrics import metrics as metrics_route
 from server.routes.page import page_router
 from server.settings import Settings, SettingsError
 from server.streaming import OpenStreams
-from server.surfaces import Surface, Surfaces, agno, native, openviking, palantir, sonaops
+from server.surfaces import (
+    Surface,
+    Surfaces,
+    agno,
+    native,
+    openviking,
+    palantir,
+    qoder,
+    sonaops,
+)
 from streams.agent_checks import check_agent
 from streams.agent_store import RedisAgentCatalog
 from streams.agents import Agent, builtin_agents
@@ -38,6 +48,7 @@ from streams.backends.makers import ProviderDefaults, UpstreamMakers
 from streams.backends.registry import BackendRegistry
 from streams.backends.upstreams import UpstreamBackends, UpstreamProvider
 from streams.batcher import ScriptBatcher
+from streams.environments import RedisEnvironments
 from streams.errors import Unavailable
 from streams.hub import Hub
 from streams.keys import Keys
@@ -49,13 +60,36 @@ from streams.store import Store
 
 log = logging.getLogger("parley.app")
 
-SURFACES: dict[str, Callable[[Authenticator], Surface]] = {
-    "native": native.surface,
-    "palantir": palantir.surface,
-    "agno": agno.surface,
-    "openviking": openviking.surface,
-    "sonaops": sonaops.surface,
+
+class SurfacePackage(Protocol):
+    """A package of ``server.surfaces``: the paths it owns, and its factory."""
+
+    @property
+    def PREFIXES(self) -> tuple[str, ...]: ...
+
+    def surface(self, auth: Authenticator) -> Surface: ...
+
+
+SURFACES: dict[str, SurfacePackage] = {
+    "native": native,
+    "palantir": palantir,
+    "agno": agno,
+    "openviking": openviking,
+    "sonaops": sonaops,
+    "qoder": qoder,
 }
+
+
+def served_surfaces(settings: Settings) -> list[str]:
+    try:
+        return settings.surface_names(list(SURFACES))
+    except SettingsError as error:
+        raise SystemExit(f"parley: {error}") from None
+
+
+def surface_mounts(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """Where each served surface is mounted, for the start-up line."""
+    return {name: SURFACES[name].PREFIXES for name in served_surfaces(settings)}
 
 
 def _redis(url: str) -> Redis:
@@ -88,6 +122,7 @@ class Parts:
     upstreams: UpstreamBackends
     file_agents: list[Agent]
     quotas: Quotas
+    environments: RedisEnvironments
 
 
 def provider_defaults(settings: Settings) -> dict[UpstreamProvider, ProviderDefaults]:
@@ -136,7 +171,8 @@ def build_service(
         observer=observer,
         quotas=quotas,
     )
-    return Parts(service, redis, agents, upstreams, file_agents, quotas)
+    environments = RedisEnvironments(redis, keys)
+    return Parts(service, redis, agents, upstreams, file_agents, quotas, environments)
 
 
 async def register_agents(parts: Parts, settings: Settings) -> None:
@@ -189,11 +225,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     service = parts.service
     nonces = Nonces(parts.redis, Keys(settings.key_prefix))
     auth = Authenticator(keyring, parts.quotas, nonces, allow_remote=settings.allow_insecure)
-    try:
-        names = settings.surface_names(list(SURFACES))
-    except SettingsError as error:
-        raise SystemExit(f"parley: {error}") from None
-    served = Surfaces([SURFACES[name](auth) for name in names], fallback=native.render)
+    names = served_surfaces(settings)
+    served = Surfaces([SURFACES[name].surface(auth) for name in names], fallback=native.render)
     open_streams = OpenStreams(settings.send_timeout_seconds)
     exporter = MetricsExporter(metrics, service_readings(service, lambda: len(open_streams)))
 
@@ -222,6 +255,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={
             "service": Provide(lambda: service, sync_to_thread=False, use_cache=True),
             "agents": Provide(lambda: parts.agents, sync_to_thread=False, use_cache=True),
+            "environments": Provide(
+                lambda: parts.environments, sync_to_thread=False, use_cache=True
+            ),
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "open_streams": Provide(lambda: open_streams, sync_to_thread=False, use_cache=True),
             "exporter": Provide(lambda: exporter, sync_to_thread=False, use_cache=True),

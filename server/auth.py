@@ -83,9 +83,13 @@ class Authenticator:
     async def admin(self, request: Request[Any, Any, Any], key: str | None) -> str:
         """As :meth:`admit`, for a key with the admin role (anyone, with authentication off)."""
         api_key = self.identify(request, key)
-        if self.keyring.enabled and api_key.role != "admin":
+        if not self.may_administer(api_key):
             raise PermissionDeniedException('this needs an admin key (role = "admin")')
         return await self.admitted(request, api_key)
+
+    def may_administer(self, api_key: ApiKey) -> bool:
+        """Whether ``api_key`` has the admin role; with authentication off, anyone does."""
+        return not self.keyring.enabled or api_key.role == "admin"
 
     def _require_loopback(self, request: Request[Any, Any, Any]) -> None:
         server = request.scope.get("server")

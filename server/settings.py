@@ -240,7 +240,7 @@ SETTING_DOCS: dict[str, str] = {
     "renews it; after that, watchers end the exchange as failed: interrupted.",
     "log_level": "debug, info, warning or error. Logs are JSON lines on stderr.",
     "surfaces": "The APIs to serve: `all`, or a comma-separated list of native, palantir, "
-    "agno, openviking, sonaops.",
+    "agno, openviking, sonaops, qoder.",
     "agents_file": "A TOML file of [[agents]] loaded at start; a changed agent gets a new "
     "version. A bad file stops the server.",
     "openai_base_url": "Server-wide OpenAI-compatible base URL (vLLM, Ollama, ...). Unset: "

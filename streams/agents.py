@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -24,6 +24,13 @@ class UpstreamRef(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_f
 
 
 class Agent(msgspec.Struct, rename="camel", kw_only=True):
+    """One immutable version of an agent.
+
+    ``tools`` and ``mcp_servers`` are stored and shown, never executed: Parley runs no tools.
+    Unset (the usual case) they are left out of the JSON, so agents without them read, and
+    are stored, exactly as before these fields existed.
+    """
+
     agent_id: str
     version: int = 1
     name: str
@@ -34,7 +41,22 @@ class Agent(msgspec.Struct, rename="camel", kw_only=True):
     context_budget_tokens: int = 100_000
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     upstream: UpstreamRef | None = None
+    tools: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
+    mcp_servers: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
     created_at: str = msgspec.field(default_factory=lambda: iso(now_ms()))
+
+
+class AgentRecord(msgspec.Struct, kw_only=True):
+    """One version of an agent with the agent's own dates, which no version holds.
+
+    ``created_ms``: when version 1 was published; ``published_ms``: when this one was;
+    ``archived_ms``: when the agent was archived, if it was (archiving is not a version).
+    """
+
+    agent: Agent
+    created_ms: int
+    published_ms: int
+    archived_ms: int | None = None
 
 
 class AgentCatalog(Protocol):

@@ -21,7 +21,9 @@ ErrorKind = Literal[
     "quota_exceeded",
     "internal",
 ]
-Resource = Literal["session", "exchange", "agent", "agent_version", "archive", "principal"]
+Resource = Literal[
+    "session", "exchange", "agent", "agent_version", "archive", "principal", "environment"
+]
 
 
 class EngineError(Exception):
@@ -73,6 +75,22 @@ class NotFound(EngineError):
     ) -> None:
         super().__init__(message, details=details)
         self.resource = resource
+
+
+class Archived(EngineError):
+    """A change to something archived: it can still be read (and deleted), not changed.
+
+    ``code`` names what: ``environment_archived``, ``agent_archived``.
+    """
+
+    kind = "invalid"
+
+    def __init__(
+        self, message: str, *, resource: Resource, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.resource = resource
+        self.code = f"{resource}_archived"
 
 
 class SessionBusy(EngineError):

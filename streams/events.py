@@ -4,6 +4,11 @@ On the channel an item is ``kind|stream-id|payload``; in the replay log it is an
 fields ``k`` and ``d`` under the same stream id. Payloads are surface-neutral: a ``delta`` is
 a :class:`Delta` as a JSON array, an ``end`` is the finished :class:`Exchange`. Each surface
 renders an item once and caches the frame on it for all of its watchers.
+
+A ``begin`` marks a new exchange on the session's channel (never in a log): its payload is
+the exchange id and its id ``<created ms>-0``. Watchers of one exchange skip it; a watcher
+of the whole session (``streams.session_watch``) hands it on carrying the :class:`Exchange`
+as it began, so ``exchange()`` reads begins and ends alike.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import msgspec
 
 from streams.types import Exchange, Usage
 
-ItemKind = Literal["delta", "end"]
+ItemKind = Literal["begin", "delta", "end"]
 
 
 class Delta(msgspec.Struct, array_like=True):
@@ -55,7 +60,8 @@ class Item:
         return _delta.decode(self.data)
 
     def exchange(self) -> Exchange:
-        """The finished exchange an ``end`` item carries."""
+        """The finished exchange an ``end`` item carries (or, handed on by a session
+        watcher, the exchange a ``begin`` started)."""
         return _end.decode(self.data)
 
     @classmethod

@@ -65,8 +65,11 @@ class Subscription:
         self.wakeup.set()
 
     def settle(self, floor: tuple[int, int]) -> None:
-        """The watcher has everything up to ``floor`` from the log: drop it, merge the rest."""
-        self.items = [item for item in self.items if item.key > floor]
+        """The watcher has everything up to ``floor`` from the log: drop it, merge the rest.
+
+        A ``begin`` is kept whatever its id: no log holds it, and its id is an app clock's.
+        """
+        self.items = [item for item in self.items if item.kind == "begin" or item.key > floor]
         self.settled = True
         if len(self.items) >= _COMPACT_AT:
             self.items = compact(self.items)

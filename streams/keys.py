@@ -45,6 +45,15 @@ class Keys:
     def agent_index(self) -> str:
         return f"{self.prefix}:{{agents}}:ids"
 
+    def environment(self, env_id: str) -> str:
+        """One environment (JSON). Environments share one hash tag, as agents do, so that an
+        environment and its owner's index are written together."""
+        return f"{self.prefix}:{{envs}}:e:{env_id}"
+
+    def environment_index(self, owner: str) -> str:
+        """The ids of one principal's environments."""
+        return f"{self.prefix}:{{envs}}:owner:{owner}"
+
     def limit(self, principal: str, what: str) -> str:
         """One principal's limit state: its bucket, running leases and usage counters."""
         return f"{self.prefix}:{{lim:{principal}}}:{what}"

@@ -53,6 +53,7 @@ def session_from(record: dict[str, str], *, running: bool) -> Session:
         expires_ms=int(record["expires"]),
         user_id=record.get("user"),
         state=_state.decode(record["state"]) if "state" in record else None,
+        attributes=_state.decode(record["attrs"]) if "attrs" in record else None,
         commit_count=int(record.get("commits", 0)),
         last_commit_ms=int(record["lastcommit"]) if "lastcommit" in record else None,
         keep_recent_count=int(record.get("keep", 0)),

@@ -8,7 +8,8 @@ Every script that changes state is safe to run twice. A call whose reply was los
 timeout, a dropped connection) may or may not have run, so the caller sends it again,
 unchanged; the second run finds the first one's mark and changes nothing:
 - CREATE: the session's ``call`` token (a repeat of the same call is ``created``);
-- BEGIN: the exchange's ``call`` token (a repeat of the same call is ``ok``);
+- BEGIN: the exchange's ``call`` token (a repeat of the same call is ``ok``, and publishes
+  no second ``begin``);
 - FLUSH: the exchange's last applied ``seq`` (a repeat returns the id it was stored under);
 - FINISH: the exchange's status (once not ``running``, a repeat returns the end's id);
 - SETTLE: the exchange's ``settled`` mark;
@@ -68,11 +69,14 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 'created'
 """
 
-# KEYS: session, lock, exchanges, exchange, cancel
+# KEYS: session, lock, exchanges, exchange, cancel, channel
 # ARGV: xid, owner, now_ms, lock_ttl_ms, input_text, session_ttl_s, expires_ms, params_json,
 #       call (a token unique to this begin call)
 # Returns ok, missing (no such session for this owner), duplicate (xid taken by another
 # call) or busy.
+# The call that stores the exchange publishes ``begin|<now_ms>-0|<xid>`` on the session's
+# channel, so a watcher of the whole session learns of the new exchange without polling;
+# a repeat of the call publishes nothing. The begin is not logged: the exchange list is.
 BEGIN = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2] then return 'missing' end
 if redis.call('EXISTS', KEYS[4]) == 1 then
@@ -88,6 +92,7 @@ redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'count', 1)
 redis.call('HSET', KEYS[1], 'updated', ARGV[3], 'expires', ARGV[7])
 for _, key in ipairs({KEYS[1], KEYS[3], KEYS[4]}) do redis.call('EXPIRE', key, ARGV[6]) end
+redis.call('PUBLISH', KEYS[6], 'begin|' .. ARGV[3] .. '-0|' .. ARGV[1])
 return 'ok'
 """
 

@@ -31,6 +31,7 @@ from streams.paging import every_item
 from streams.quotas import Quotas
 from streams.reaper import Reaper
 from streams.runner import ExchangeRunner, ExchangeSpec, RunObserver
+from streams.session_watch import SessionWatch, Step, history
 from streams.store import LogEntry, Store
 from streams.types import (
     Archive,
@@ -46,6 +47,7 @@ from streams.types import (
     SessionSearch,
     Transcript,
     Turn,
+    Usage,
 )
 from streams.watch import Watch
 
@@ -172,6 +174,7 @@ class ConversationService:
     ) -> Session:
         """A new session (``sid`` when given); see :meth:`Store.create_session`."""
         _check_state(new.state)
+        _check_state(new.attributes, "attributes")
         agent = await self.agents.resolve(new.agent_id, new.agent_version)
         new = msgspec.structs.replace(
             new,
@@ -206,6 +209,8 @@ class ConversationService:
     async def update_session(self, owner: str, sid: str, patch: SessionPatch) -> Session:
         if not isinstance(patch.state, msgspec.UnsetType):
             _check_state(patch.state)
+        if not isinstance(patch.attributes, msgspec.UnsetType):
+            _check_state(patch.attributes, "attributes")
         return await self.store.update_session(owner, sid, patch)
 
     @redis_guarded
@@ -444,6 +449,75 @@ class ConversationService:
         self._launch(runner, leased)
         return self._watch(sub, runner.spec.xid, None, [])
 
+    @redis_guarded
+    async def start_continue(self, owner: str, sid: str, turn: Turn) -> Exchange:
+        """Begin a turn and run it in the background; return the exchange as it began. For
+        APIs whose clients follow a session's events elsewhere (:meth:`watch_session`)."""
+        runner, leased = await self._begin(owner, sid, turn)
+        self._launch(runner, leased)
+        spec = runner.spec
+        return Exchange(
+            exchange_id=spec.xid,
+            session_id=sid,
+            input_text=spec.user_text,
+            reply_text="",
+            status="running",
+            usage=Usage(),
+            created_ms=spec.created_ms,
+            parameters=spec.parameters,
+        )
+
+    @redis_guarded
+    async def watch_session(
+        self, owner: str, sid: str, resume: tuple[str, str | None] | None = None
+    ) -> SessionWatch:
+        """Follow the whole session: its history, then each exchange as it runs, until the
+        client leaves. ``resume`` (xid, log entry id or None) starts at that exchange, after
+        that entry; :class:`NotFound` (an exchange) when the session has no such exchange."""
+        await self.store.get_session(owner, sid)
+        start = await self._position_of(sid, resume[0]) if resume else 0
+        sub = await self._subscribe(sid)
+        watch = SessionWatch(
+            self.store,
+            self.reaper,
+            sub,
+            owner,
+            start=start,
+            after=resume[1] if resume else None,
+            closing=self.closing,
+        )
+        try:
+            await watch.prime()
+        except BaseException:
+            sub.close()
+            raise
+        return watch
+
+    @redis_guarded
+    async def session_history(
+        self, owner: str, sid: str, count: int, resume: tuple[str, str | None] | None = None
+    ) -> tuple[list[Step], str | None]:
+        """The steps of up to ``count`` exchanges, oldest first, from the first one or from
+        ``resume`` (as in :meth:`watch_session`); and the id of the exchange that follows,
+        None when there is none (yet)."""
+        await self.store.get_session(owner, sid)
+        start = await self._position_of(sid, resume[0]) if resume else 0
+        steps, more = await history(self.store, sid, start, count, resume[1] if resume else None)
+        if not more:
+            return steps, None
+        following, _ = await self.store.exchanges_from(sid, start + count, 1)
+        return steps, following[0].exchange_id if following else None
+
+    async def _position_of(self, sid: str, xid: str) -> int:
+        position = await self.store.exchange_index(sid, xid)
+        if position is None:
+            raise NotFound(
+                f"exchange {xid} not found",
+                resource="exchange",
+                details={"session_id": sid, "exchange_id": xid},
+            )
+        return position
+
     async def _subscribe(self, sid: str) -> Subscription:
         if not self.hub.connected:
             raise Unavailable("the event hub is reconnecting to Redis")
@@ -543,6 +617,16 @@ class ConversationService:
         return await self.get_exchange(owner, sid, running)
 
     @redis_guarded
+    async def interrupt(self, owner: str, sid: str) -> str | None:
+        """Ask the running exchange to stop, without waiting for its end; its id, or None
+        when nothing runs. For APIs that answer "canceling" at once."""
+        await self.store.get_session(owner, sid)
+        running = await self.store.running_exchange_id(sid)
+        if running is not None:
+            await self._signal_cancel(sid, running)
+        return running
+
+    @redis_guarded
     async def running_session_of(self, owner: str, xid: str) -> str | None:
         """Which of ``owner``'s sessions runs exchange ``xid`` now, for APIs that cancel a run
         by its id alone. Looks through the owner's sessions, most recently active first."""
@@ -574,12 +658,13 @@ class ConversationService:
         return True
 
 
-def _check_state(state: dict[str, Any] | None) -> None:
-    """A session's state is read with the session on every listing, so it stays small."""
+def _check_state(state: dict[str, Any] | None, field: str = "state") -> None:
+    """A session's state (or attributes) is read with the session on every listing, so it
+    stays small."""
     if state is not None and len(msgspec.json.encode(state)) > MAX_STATE_BYTES:
         raise InvalidInput(
             f"is larger than {MAX_STATE_BYTES} bytes as JSON",
-            field="state",
+            field=field,
             details={"limit": MAX_STATE_BYTES},
         )
 

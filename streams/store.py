@@ -101,6 +101,8 @@ class Store:
             record["user"] = new.user_id
         if new.state is not None:
             record["state"] = msgspec.json.encode(new.state).decode()
+        if new.attributes is not None:
+            record["attrs"] = msgspec.json.encode(new.attributes).decode()
         fields = [part for pair in record.items() for part in pair]
         args = [owner, ttl, call, *fields]
         outcome = await self._create(self.redis, [self.keys.session(sid)], args)
@@ -142,6 +144,8 @@ class Store:
             changes["interval"] = patch.refresh_interval_ms
         if isinstance(patch.state, dict):
             changes["state"] = msgspec.json.encode(patch.state).decode()
+        if isinstance(patch.attributes, dict):
+            changes["attrs"] = msgspec.json.encode(patch.attributes).decode()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=changes)
             if patch.title is None:
@@ -150,6 +154,8 @@ class Store:
                 pipe.hset(key, "title", patch.title)
             if patch.state is None:
                 pipe.hdel(key, "state")
+            if patch.attributes is None:
+                pipe.hdel(key, "attrs")
             pipe.zadd(self.keys.index(owner, "updated"), {sid: now}, xx=True)
             await pipe.execute()
         return await self.get_session(owner, sid)
@@ -307,6 +313,7 @@ class Store:
             self.keys.exchanges(sid),
             self.keys.exchange(sid, xid),
             self.keys.cancel(sid),
+            self.keys.channel(sid),
         ]
         params = msgspec.json.encode(parameters)
         call = uuid.uuid4().hex  # a retry of this call, after a lost reply, is no duplicate
@@ -348,7 +355,7 @@ class Store:
             for xid in xids[:limit]:
                 pipe.hgetall(self.keys.exchange(sid, xid))
             running, *records = await pipe.execute()
-        data = [_orphans_failed(exchange_from(sid, r), running) for r in records if r]
+        data = [ended_orphan(exchange_from(sid, r), running) for r in records if r]
         more = len(xids) > limit
         next_cursor = encode_cursor(OffsetCursor("exchanges", offset + limit)) if more else None
         return Page(items=data, next_cursor=next_cursor)
@@ -365,6 +372,30 @@ class Store:
             for r in records
             if r and r.get("status", "running") != "running" and r.get("dropped") != "1"
         ]
+
+    async def exchanges_from(
+        self, sid: str, start: int, count: int | None = None
+    ) -> tuple[list[Exchange], str | None]:
+        """The session's exchanges from list position ``start`` (``count`` of them, or all),
+        oldest first, and the id of the one running now (None: none is)."""
+        stop = -1 if count is None else start + count - 1
+        xids = cast(list[str], await self.redis.lrange(self.keys.exchanges(sid), start, stop))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for xid in xids:
+                pipe.hgetall(self.keys.exchange(sid, xid))
+            pipe.get(self.keys.lock(sid))  # after the records: one begun since is no orphan
+            *records, running = await pipe.execute()
+        return [exchange_from(sid, r) for r in records if r], running
+
+    async def exchange_index(self, sid: str, xid: str) -> int | None:
+        """Where exchange ``xid`` stands in the session's list (0 is the first), if it does."""
+        found = await self.redis.lpos(self.keys.exchanges(sid), xid)
+        return None if found is None else int(cast(int, found))
+
+    async def logged(self, sid: str, xid: str, entry_id: str) -> bool:
+        """Whether exchange ``xid``'s replay log holds the entry ``entry_id``."""
+        log = self.keys.log(sid, xid)
+        return bool(await self.redis.xrange(log, entry_id, entry_id, count=1))
 
     async def import_messages(
         self, owner: str, sid: str, messages: list[ImportedMessage], now: int
@@ -428,6 +459,16 @@ class Store:
         )
         return [LogEntry(entry_id, fields["k"], fields["d"].encode()) for entry_id, fields in raw]
 
+    async def read_logs(
+        self, sid: str, wanted: list[tuple[str, str | None]]
+    ) -> list[list[LogEntry]]:
+        """:meth:`read_log` of several exchanges at once: (xid, after) each, in one trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for xid, after in wanted:
+                pipe.xrange(self.keys.log(sid, xid), f"({after}" if after else "-", "+")
+            found = cast(list[list[tuple[str, dict[str, str]]]], await pipe.execute())
+        return [[LogEntry(i, f["k"], f["d"].encode()) for i, f in raw] for raw in found]
+
     async def exchange_of_event(self, sid: str, event_id: str, recent: int = 8) -> str | None:
         """Which of the session's latest exchanges wrote ``event_id`` to its replay log."""
         xids = cast(list[str], await self.redis.lrange(self.keys.exchanges(sid), -recent, -1))
@@ -453,8 +494,9 @@ def _no_session(sid: str) -> NotFound:
     return NotFound(f"session {sid} not found", resource="session", details={"session_id": sid})
 
 
-def _orphans_failed(exchange: Exchange, running: str | None) -> Exchange:
-    """A "running" exchange whose runner no longer holds the lock died with its process."""
+def ended_orphan(exchange: Exchange, running: str | None) -> Exchange:
+    """A "running" exchange whose runner no longer holds the lock died with its process:
+    it reads as failed, interrupted (``running`` is the lock's holder)."""
     if exchange.status != "running" or exchange.exchange_id == running:
         return exchange
     return msgspec.structs.replace(

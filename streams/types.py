@@ -99,6 +99,10 @@ class Session(msgspec.Struct, kw_only=True):
 
     ``state`` is an opaque JSON object a client keeps with the session, for APIs that have
     one (a "session state"); the engine stores and returns it and never reads it.
+
+    ``attributes`` is another opaque JSON object, for the surfaces themselves rather than
+    their clients: each keeps the fields its API has and the engine lacks under its own
+    name (``{"qoder": {...}}``). The engine stores and returns it and never reads it.
     """
 
     session_id: str
@@ -116,6 +120,7 @@ class Session(msgspec.Struct, kw_only=True):
     expires_ms: int
     user_id: str | None = None
     state: dict[str, Any] | None = None
+    attributes: dict[str, Any] | None = None
     commit_count: int = 0
     last_commit_ms: int | None = None
     keep_recent_count: int = 0
@@ -135,15 +140,19 @@ class NewSession(msgspec.Struct, kw_only=True):
     refresh_interval_ms: int | None = None
     user_id: str | None = None
     state: dict[str, Any] | None = None
+    attributes: dict[str, Any] | None = None
 
 
 class SessionPatch(msgspec.Struct, kw_only=True):
-    """Fields left UNSET stay as they are; ``title`` or ``state`` None removes it."""
+    """Fields left UNSET stay as they are; ``title``, ``state`` or ``attributes`` None
+    removes it. ``attributes`` is replaced whole: a surface reads, changes its own part and
+    writes it back."""
 
     title: str | msgspec.UnsetType | None = msgspec.UNSET
     metadata: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
     refresh_interval_ms: int | msgspec.UnsetType = msgspec.UNSET
     state: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
+    attributes: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class SessionQuery(msgspec.Struct, kw_only=True):

@@ -82,8 +82,8 @@ class Watch:
                         await self.sub.wakeup.wait()
                     continue
                 for item in items:
-                    if item.key <= self._last_key:
-                        continue
+                    if item.kind == "begin" or item.key <= self._last_key:
+                        continue  # a begin marks the next exchange: not this watch's
                     self._advance(item)
                     yield item
                     if item.terminal:

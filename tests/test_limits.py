@@ -303,6 +303,7 @@ SURFACE_PATHS = {
     "palantir": "/api/v2/aipAgents/agents/ri.aip-agents..agent.echo/sessions",
     "agno": "/sessions",
     "openviking": "/api/v1/sessions",
+    "qoder": "/anthropic/v1/agents",
 }
 
 
@@ -359,6 +360,15 @@ async def test_openviking_refuses_with_resource_exhausted(
     body = assert_refused(refusals["openviking"])
 
     assert (body["status"], body["error"]["code"]) == ("error", "RESOURCE_EXHAUSTED")
+
+
+async def test_qoder_and_the_anthropic_mount_refuse_with_rate_limit_error(
+    refusals: dict[str, httpx.Response],
+) -> None:
+    body = assert_refused(refusals["qoder"])
+
+    assert (body["type"], body["error"]["type"]) == ("error", "rate_limit_error")
+    assert refusals["qoder"].headers["request-id"] == body["request_id"]
 
 
 # --- Redis away -------------------------------------------------------------------------------

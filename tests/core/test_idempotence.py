@@ -187,6 +187,7 @@ async def test_a_begin_run_twice_by_one_call_is_no_duplicate(
         keys.exchanges(sid),
         keys.exchange(sid, "x1"),
         keys.cancel(sid),
+        keys.channel(sid),
     ]
     args = ["x1", OWNER, 1, 10_000, "hi", 600, 2, "{}", "call-1"]
     script = Script(BEGIN)

@@ -17,6 +17,8 @@ from server.surfaces.agno.runs import runs_router
 from server.surfaces.agno.sessions import sessions_router
 from server.surfaces.errors import SurfaceError
 
+PREFIXES = ("/sessions", "/agents")
+
 
 def surface(auth: Authenticator) -> Surface:
     async def principal(request: Request[Any, Any, Any]) -> str:
@@ -36,7 +38,7 @@ def surface(auth: Authenticator) -> Surface:
         runs_router(dependencies),
         agents_router(dependencies),
     ]
-    return Surface(name="agno", prefixes=("/sessions", "/agents"), routers=routers, render=render)
+    return Surface(name="agno", prefixes=PREFIXES, routers=routers, render=render)
 
 
 def _unauthorized(message: str) -> SurfaceError:

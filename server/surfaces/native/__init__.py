@@ -13,8 +13,10 @@ from server.surfaces.native.agents import agents_router
 from server.surfaces.native.errors import render
 from server.surfaces.native.keys import keys_router
 
-__all__ = ["render", "surface"]
+__all__ = ["PREFIXES", "render", "surface"]
 from server.surfaces.native.sessions import sessions_router
+
+PREFIXES = ("/v1",)
 
 
 def surface(auth: Authenticator) -> Surface:
@@ -38,4 +40,4 @@ def surface(auth: Authenticator) -> Surface:
         agents_router({**dependencies, **admins}),
         keys_router(admins, auth.keyring, auth.quotas),
     ]
-    return Surface(name="native", prefixes=("/v1",), routers=routers, render=render)
+    return Surface(name="native", prefixes=PREFIXES, routers=routers, render=render)

@@ -15,6 +15,7 @@ from server.surfaces.openviking.errors import render
 from server.surfaces.openviking.sessions import sessions_router
 
 PREFIX = "/api/v1"
+PREFIXES = (PREFIX,)
 
 
 def surface(auth: Authenticator) -> Surface:
@@ -30,4 +31,4 @@ def surface(auth: Authenticator) -> Surface:
 
     dependencies = {"principal": Provide(principal)}
     routers = [sessions_router(PREFIX, dependencies)]
-    return Surface(name="openviking", prefixes=(PREFIX,), routers=routers, render=render)
+    return Surface(name="openviking", prefixes=PREFIXES, routers=routers, render=render)

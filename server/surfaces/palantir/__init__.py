@@ -13,6 +13,8 @@ from server.surfaces.palantir.agents import agents_router
 from server.surfaces.palantir.errors import render
 from server.surfaces.palantir.sessions import sessions_router
 
+PREFIXES = ("/api/v2/aipAgents",)
+
 
 def surface(auth: Authenticator) -> Surface:
     async def principal(request: Request[Any, Any, Any]) -> str:
@@ -20,4 +22,4 @@ def surface(auth: Authenticator) -> Surface:
 
     dependencies = {"principal": Provide(principal)}
     routers = [sessions_router(dependencies), agents_router(dependencies)]
-    return Surface(name="palantir", prefixes=("/api/v2/aipAgents",), routers=routers, render=render)
+    return Surface(name="palantir", prefixes=PREFIXES, routers=routers, render=render)
