@@ -9,6 +9,9 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +27,7 @@ log = logging.getLogger("parley.cli")
 
 # server.metrics names it too; not imported from there, to keep this command light.
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_ANNOUNCE_WITHIN_S = 120.0
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -77,6 +81,7 @@ def serve(args: argparse.Namespace) -> int:
             "authentication is off: neither PARLEY_API_KEYS nor PARLEY_KEYS_FILE is set; "
             "serving loopback only"
         )
+    _announce_when_ready(settings)
     with metrics_dir(settings.workers):
         if settings.redis_url:
             return _run_uvicorn(settings)
@@ -105,6 +110,41 @@ def metrics_dir(workers: int) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
         os.environ.pop(_MULTIPROC_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _announce_when_ready(settings: Settings) -> None:
+    """Log, once the server answers, where its page, its schema and each API are: one line,
+    however many workers (it is the supervising process that says it)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://{host}:{settings.port}"
+
+    def announce() -> None:
+        deadline = time.monotonic() + _ANNOUNCE_WITHIN_S
+        while not _answers(base + "/healthz"):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+        from server.app import surface_mounts
+
+        mounts = surface_mounts(settings)
+        log.info(
+            f"Parley is ready at {base}/",
+            extra={
+                "page": f"{base}/",
+                "schema": f"{base}/schema",
+                "surfaces": {name: [base + p for p in paths] for name, paths in mounts.items()},
+            },
+        )
+
+    threading.Thread(target=announce, name="parley-announce", daemon=True).start()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def _serve_with_private_redis(settings: Settings) -> int:

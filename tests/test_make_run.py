@@ -107,6 +107,34 @@ async def test_the_private_redis_named_in_the_log_stops_with_the_server(tmp_path
     await wait_for(redis_stopped, 5, "the private Redis to stop")
 
 
+async def test_once_ready_one_line_says_where_the_page_the_schema_and_each_api_are(
+    tmp_path: Path,
+) -> None:
+    server = parley_serve(
+        tmp_path / "serve",
+        ["--data-dir", str(tmp_path / "data"), "--workers", "2"],
+        {"PARLEY_SURFACES": "native,palantir"},
+    )
+    try:
+        server.wait_ready(READY_WITHIN)
+
+        async def announced() -> list[dict[str, object]]:
+            return [e for e in json_log(server) if str(e.get("msg", "")).startswith("Parley is")]
+
+        lines = await wait_for(announced, 10, "the ready line")
+    finally:
+        server.terminate()
+
+    base = f"http://127.0.0.1:{server.port}"
+    assert len(lines) == 1, lines
+    assert lines[0]["msg"] == f"Parley is ready at {base}/"
+    assert (lines[0]["page"], lines[0]["schema"]) == (f"{base}/", f"{base}/schema")
+    assert lines[0]["surfaces"] == {
+        "native": [f"{base}/v1"],
+        "palantir": [f"{base}/api/v2/aipAgents"],
+    }
+
+
 async def test_sessions_survive_a_restart_on_the_same_data_dir(tmp_path: Path) -> None:
     first = _serve(tmp_path, "first")
     try:
