@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from server.agents_file import AgentsFileError, load_agents_file
-from server.auth import Authenticator, Nonces, rate_headers_middleware
+from server.auth import Authenticator, Nonces
 from server.keyring import Keyring, KeysError
 from server.logs import configure_logging
 from server.metrics import Metrics, MetricsExporter, request_clock_middleware, service_readings
@@ -263,7 +263,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "exporter": Provide(lambda: exporter, sync_to_thread=False, use_cache=True),
         },
         exception_handlers=served.exception_handlers(),
-        middleware=[request_id_middleware, request_clock_middleware, rate_headers_middleware],
+        middleware=[request_id_middleware, request_clock_middleware],
         lifespan=[lifespan, exporter.lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Parley", version="0.1.0", path="/schema"),

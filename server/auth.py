@@ -3,7 +3,7 @@
 Every surface finds the key its own way (a Bearer header, an ``X-API-Key``, a signed request)
 and asks :meth:`Authenticator.admit`: the key's principal, once its request is inside the
 principal's rate limit. The bucket's state rides on the request, so every answer carries the
-``RateLimit-*`` headers (:func:`rate_headers_middleware`).
+``RateLimit-*`` headers (:func:`server.request_id.add_response_headers`).
 """
 
 from __future__ import annotations
@@ -11,21 +11,18 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
-from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 
 from server.keyring import ANONYMOUS, ANONYMOUS_KEY, ApiKey, Keyring
+from server.request_id import add_response_headers
 from server.settings import LOOPBACK
 from streams.errors import RateLimited
 from streams.guard import redis_guarded
 from streams.keys import Keys
 from streams.quotas import Quotas
 
-__all__ = ["ANONYMOUS", "Authenticator", "Nonces", "bearer", "rate_headers_middleware"]
-
-_RATE_STATE = "parley.rate_headers"
+__all__ = ["ANONYMOUS", "Authenticator", "Nonces", "bearer"]
 
 
 class Nonces:
@@ -74,10 +71,10 @@ class Authenticator:
         try:
             state = await redis_guarded(self.quotas.take_request)(api_key.principal)
         except RateLimited as refused:
-            request.scope["state"][_RATE_STATE] = refused.limit_headers
+            add_response_headers(request.scope, refused.limit_headers)
             raise
         if state is not None:
-            request.scope["state"][_RATE_STATE] = state.headers()
+            add_response_headers(request.scope, state.headers())
         return api_key.principal
 
     async def admin(self, request: Request[Any, Any, Any], key: str | None) -> str:
@@ -106,25 +103,3 @@ def bearer(request: Request[Any, Any, Any]) -> str | None:
         return None
     scheme, _, token = header.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
-
-
-def rate_headers_middleware(app: ASGIApp) -> ASGIApp:
-    """Add the ``RateLimit-*`` headers of a request's bucket to its answer, error or not."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                extra = scope.get("state", {}).get(_RATE_STATE)
-                if extra:
-                    headers = list(message.get("headers", []))
-                    headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        await app(scope, receive, send_with_headers)
-
-    return middleware

@@ -1,4 +1,9 @@
-"""A request id on every response (``X-Request-Id``), echoed from the client when sane."""
+"""A request id on every response (``X-Request-Id``), echoed from the client when sane.
+
+The same wrapper adds the headers a handler or dependency asked for with
+:func:`add_response_headers` (the ``RateLimit-*`` headers), to any answer, error or stream:
+one wrapped ``send`` per request, whose every streamed chunk passes through it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,13 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _SANE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _STATE_KEY = "parley_request_id"
+_EXTRA_KEY = "parley_response_headers"
+
+
+def add_response_headers(scope: Any, headers: dict[str, str]) -> None:
+    """Have this request's answer carry ``headers``, whatever answers it."""
+    extra = scope.setdefault("state", {}).setdefault(_EXTRA_KEY, [])
+    extra += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
 
 
 def request_id_of(scope: Any) -> str:
@@ -35,7 +47,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                extra = state.get(_EXTRA_KEY, ())
+                message["headers"] = [*message.get("headers", []), header, *extra]
             await send(message)
 
         await app(scope, receive, send_with_id)
