@@ -22,6 +22,7 @@ from redis.backoff import ExponentialBackoff
 
 from server.agents_file import AgentsFileError, load_agents_file
 from server.auth import Authenticator, Nonces
+from server.header_limits import HeaderLimits, header_limit_middleware
 from server.keyring import Keyring, KeysError
 from server.logs import configure_logging
 from server.metrics import Metrics, MetricsExporter, request_clock_middleware, service_readings
@@ -30,6 +31,7 @@ from server.routes.health import healthz, readyz
 from server.routes.metrics import metrics as metrics_route
 from server.routes.page import page_router
 from server.settings import Settings, SettingsError
+from server.stream_tokens import stream_tokens
 from server.streaming import OpenStreams
 from server.surfaces import (
     Surface,
@@ -228,6 +230,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     names = served_surfaces(settings)
     served = Surfaces([SURFACES[name].surface(auth) for name in names], fallback=native.render)
     open_streams = OpenStreams(settings.send_timeout_seconds)
+    tokens = stream_tokens(settings, parts.redis, Keys(settings.key_prefix))
     exporter = MetricsExporter(metrics, service_readings(service, lambda: len(open_streams)))
 
     @asynccontextmanager
@@ -260,16 +263,25 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "open_streams": Provide(lambda: open_streams, sync_to_thread=False, use_cache=True),
+            "stream_tokens": Provide(lambda: tokens, sync_to_thread=False, use_cache=True),
             "exporter": Provide(lambda: exporter, sync_to_thread=False, use_cache=True),
         },
         exception_handlers=served.exception_handlers(),
-        middleware=[request_id_middleware, request_clock_middleware],
+        middleware=[
+            request_id_middleware,
+            header_limit_middleware(header_limits(settings), served.renderer),
+            request_clock_middleware,
+        ],
         lifespan=[lifespan, exporter.lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Parley", version="0.1.0", path="/schema"),
         on_app_init=[_quiet],
         debug=False,
     )
+
+
+def header_limits(settings: Settings) -> HeaderLimits:
+    return HeaderLimits(line=settings.max_header_line_bytes, total=settings.max_header_bytes)
 
 
 def _quiet(config: AppConfig) -> AppConfig:

@@ -68,14 +68,26 @@ class Authenticator:
 
     async def admitted(self, request: Request[Any, Any, Any], api_key: ApiKey) -> str:
         """Take this request from the rate limit of a key already identified."""
+        return await self._take(request, api_key.principal)
+
+    async def admit_principal(self, request: Request[Any, Any, Any], principal: str) -> str:
+        """As :meth:`admit`, for a principal this server vouched for without a key (a stream
+        token it signed): the same loopback rule and rate limit, while it still has a key."""
+        if not self.keyring.knows(principal):
+            raise NotAuthorizedException("the principal of this token has no key any more")
+        if not self.keyring.enabled:
+            self._require_loopback(request)
+        return await self._take(request, principal)
+
+    async def _take(self, request: Request[Any, Any, Any], principal: str) -> str:
         try:
-            state = await redis_guarded(self.quotas.take_request)(api_key.principal)
+            state = await redis_guarded(self.quotas.take_request)(principal)
         except RateLimited as refused:
             add_response_headers(request.scope, refused.limit_headers)
             raise
         if state is not None:
             add_response_headers(request.scope, state.headers())
-        return api_key.principal
+        return principal
 
     async def admin(self, request: Request[Any, Any, Any], key: str | None) -> str:
         """As :meth:`admit`, for a key with the admin role (anyone, with authentication off)."""

@@ -38,10 +38,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     exchange_quota: int = 0
     quota_window_seconds: int = 0
     allow_insecure: bool = False
+    stream_token_secret: str = ""
+    stream_token_ttl_seconds: int = 300
     key_prefix: str = "parley"
     session_ttl_seconds: int = 7 * 24 * 3600
     replay_retention_seconds: int = 600
     max_body_bytes: int = 1_048_576
+    max_header_line_bytes: int = 16_384
+    max_header_bytes: int = 65_536
     max_input_chars: int = 32_000
     keepalive_seconds: float = 15.0
     retry_ms: int = 2_000
@@ -76,11 +80,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             (self.workers >= 1, "PARLEY_WORKERS must be at least 1"),
             (self.session_ttl_seconds >= 60, "PARLEY_SESSION_TTL_SECONDS must be at least 60"),
             (self.max_body_bytes >= 1024, "PARLEY_MAX_BODY_BYTES must be at least 1024"),
+            *self._header_checks(),
             (self.max_input_chars >= 1, "PARLEY_MAX_INPUT_CHARS must be at least 1"),
             (self.keepalive_seconds > 0, "PARLEY_KEEPALIVE_SECONDS must be positive"),
             (self.send_timeout_seconds > 0, "PARLEY_SEND_TIMEOUT_SECONDS must be positive"),
             (bool(self.key_prefix.strip()), "PARLEY_KEY_PREFIX must not be empty"),
             (self.run_lock_ttl_seconds >= 1, "PARLEY_RUN_LOCK_TTL_SECONDS must be at least 1"),
+            *self._stream_token_checks(),
             *self._limit_checks(),
             *self._upstream_checks(),
         ]
@@ -91,6 +97,26 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             parse_api_keys(self.api_keys)
         except KeysError as error:
             raise SettingsError(str(error)) from None
+
+    def _stream_token_checks(self) -> list[tuple[bool, str]]:
+        secret = self.stream_token_secret
+        return [
+            (
+                1 <= self.stream_token_ttl_seconds <= 3600,
+                "PARLEY_STREAM_TOKEN_TTL_SECONDS must be 1-3600",
+            ),
+            (not secret or len(secret) >= 32, "PARLEY_STREAM_TOKEN_SECRET needs 32+ characters"),
+        ]
+
+    def _header_checks(self) -> list[tuple[bool, str]]:
+        line, total = self.max_header_line_bytes, self.max_header_bytes
+        return [
+            (line >= 1024, "PARLEY_MAX_HEADER_LINE_BYTES must be at least 1024"),
+            (
+                total >= line,
+                "PARLEY_MAX_HEADER_BYTES must be at least PARLEY_MAX_HEADER_LINE_BYTES",
+            ),
+        ]
 
     def _limit_checks(self) -> list[tuple[bool, str]]:
         limits = msgspec.structs.asdict(self.default_limits())
@@ -206,7 +232,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
 _LIMIT_SETTINGS = {"requests_per_second": "rate_limit_per_second", "burst": "rate_limit_burst"}
 
-SECRET_SETTINGS = frozenset({"api_keys", "openai_api_key", "anthropic_api_key"})
+SECRET_SETTINGS = frozenset(
+    {"api_keys", "openai_api_key", "anthropic_api_key", "stream_token_secret"}
+)
 
 SETTING_DOCS: dict[str, str] = {
     "host": "Address to listen on. Anything but loopback needs PARLEY_API_KEYS.",
@@ -226,10 +254,15 @@ SETTING_DOCS: dict[str, str] = {
     "exchange_quota": "Default number of exchanges a key may start; 0: none.",
     "quota_window_seconds": "Quotas reset every this many seconds; 0: they never reset.",
     "allow_insecure": "Allow listening beyond loopback with authentication off.",
+    "stream_token_secret": "Secret (32+ characters) that signs stream tokens; the same in "
+    "every worker. Unset: a random one kept in Redis, shared by every worker.",
+    "stream_token_ttl_seconds": "How long a stream token (GET …/stream?token=) stays valid.",
     "key_prefix": "Prefix of every Redis key and channel, so deployments never collide.",
     "session_ttl_seconds": "Idle lifetime of a session; each exchange extends it.",
     "replay_retention_seconds": "How long a finished exchange's replay log stays resumable.",
     "max_body_bytes": "Largest request body; larger ones get 413.",
+    "max_header_line_bytes": "Largest request header (name and value); a larger one gets 431.",
+    "max_header_bytes": "Most bytes of all request headers together; more get 431.",
     "max_input_chars": "Longest userInput.text; longer ones get 400.",
     "keepalive_seconds": "Comment ping interval on an idle stream.",
     "retry_ms": "The `retry:` reconnect delay sent on every stream.",

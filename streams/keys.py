@@ -64,3 +64,7 @@ class Keys:
 
     def control(self) -> str:
         return f"{self.prefix}:control"
+
+    def stream_token_secret(self) -> str:
+        """The secret every worker signs stream tokens with, unless one is configured."""
+        return f"{self.prefix}:stream-token-secret"

@@ -1,16 +1,57 @@
 """The limits every surface enforces on what a session stores, so one rule holds for all.
 
 They raise ``ValueError``: a surface checks them while decoding a request body and answers
-in its own envelope.
+in its own envelope. The Annotated types carry theirs as msgspec constraints, so a wire
+Struct that uses one refuses a bad value while decoding and states the rule in its schema.
 """
 
 from __future__ import annotations
+
+import re
+from typing import Annotated
 
 import msgspec
 
 MIN_INTERVAL_MS = 50
 MAX_INTERVAL_MS = 5000
 MAX_METADATA = 16
+MAX_TITLE = 200
+MAX_USER_ID = 128
+# Text without C0 control characters or DEL: NUL and line breaks have no place in a name.
+# ``(?![\s\S])`` is the end of the text in Python and JSON Schema alike (``$`` would let a
+# final line break through in Python).
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*(?![\s\S])"
+CONTROLS_MESSAGE = "must not contain control characters such as NUL or line breaks"
+
+Title = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=MAX_TITLE,
+        pattern=NO_CONTROLS,
+        description=f"Up to {MAX_TITLE} characters, no control characters.",
+    ),
+]
+UserId = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=MAX_USER_ID,
+        pattern=NO_CONTROLS,
+        description=f"Up to {MAX_USER_ID} characters, no control characters.",
+    ),
+]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_controls(value: str) -> bool:
+    return _CONTROL.search(value) is not None
+
+
+def check_user_id(value: str, field: str) -> None:
+    """For a user id that does not come through a wire Struct (a header, a form field)."""
+    if len(value) > MAX_USER_ID:
+        raise ValueError(f"{field} must be at most {MAX_USER_ID} characters")
+    if has_controls(value):
+        raise ValueError(f"{field} {CONTROLS_MESSAGE}")
 
 
 def check_metadata(value: dict[str, str] | msgspec.UnsetType) -> None:
@@ -21,5 +62,7 @@ def check_metadata(value: dict[str, str] | msgspec.UnsetType) -> None:
     for key, item in value.items():
         if not 1 <= len(key) <= 64:
             raise ValueError(f"metadata key {key[:70]!r} must be 1-64 characters")
+        if has_controls(key):
+            raise ValueError(f"metadata key {key!r} {CONTROLS_MESSAGE}")
         if len(item) > 512:
             raise ValueError(f"metadata value of {key!r} is longer than 512 characters")

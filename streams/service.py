@@ -173,6 +173,8 @@ class ConversationService:
         self, owner: str, new: NewSession, sid: str | None = None, *, exclusive: bool = False
     ) -> Session:
         """A new session (``sid`` when given); see :meth:`Store.create_session`."""
+        if sid is not None:
+            check_id(sid, "session_id")
         _check_state(new.state)
         _check_state(new.attributes, "attributes")
         agent = await self.agents.resolve(new.agent_id, new.agent_version)

@@ -1,6 +1,9 @@
 // Parley chat client: a plain ES module with no build step that talks only to the public /v1 API.
-// Every piece of server or user data enters the page through textContent / text nodes, never as
-// HTML, so a reply containing <script> or <img onerror> shows literally.
+// Server and user data enter the page through textContent / text nodes, never as HTML, with one
+// exception: assistant replies are Markdown, rendered by ./markdown.js and sanitized there (raw
+// HTML in a reply shows as text). User messages stay plain text.
+
+import { copyCode, renderMarkdown } from './markdown.js';
 
 const KEY_STORAGE = 'parley.apiKey';
 const SELECTED_STORAGE = 'parley.selectedSession';
@@ -629,19 +632,28 @@ function renderHeader() {
     return;
   }
   title.textContent = sessionLabel(session);
-  const usage = session.usage || {};
-  const messages = session.messageCount ?? 0;
+  const { messages, tokens } = headerCounts(session);
   const parts = [
     `agent ${session.agentId}${session.agentVersion ? ` v${session.agentVersion}` : ''}`,
     `refresh ${session.refreshIntervalMs} ms`,
     `${messages} message${messages === 1 ? '' : 's'}`,
-    `${usage.totalTokens ?? 0} tokens`,
+    `${tokens} tokens`,
   ];
   meta.replaceChildren(
     el('span', {}, parts.join(' · ')),
     document.createTextNode(' · '),
     el('code', { class: 'session-id', 'data-testid': 'session-id', title: 'conversationId' }, session.conversationId),
   );
+}
+
+/** While a reply streams, the session's counts are its counts without that reply, plus the reply. */
+function headerCounts(session) {
+  const live = state.live;
+  if (live && live.active && live.sid === session.conversationId && live.base) {
+    const streamed = live.usage ? live.usage.totalTokens ?? 0 : 0;
+    return { messages: live.base.messages + 1, tokens: live.base.tokens + streamed };
+  }
+  return { messages: session.messageCount ?? 0, tokens: (session.usage || {}).totalTokens ?? 0 };
 }
 
 function setBadge(view, status) {
@@ -659,8 +671,30 @@ function setReplyUsage(view, usage) {
 }
 
 function setReplyText(view, text) {
-  view.textNode = document.createTextNode(text);
-  view.text.replaceChildren(view.textNode);
+  view.source = text;
+  renderReply(view);
+}
+
+/** Streamed text: the whole reply's Markdown is rendered again, at most once per frame. */
+function appendReplyText(view, piece) {
+  view.source += piece;
+  if (!view.frame) view.frame = requestAnimationFrame(() => renderReply(view));
+}
+
+/** Keeps the reader's place: follows the bottom only when they were there. */
+function renderReply(view) {
+  if (view.frame) cancelAnimationFrame(view.frame);
+  view.frame = 0;
+  if (!view.wrap.isConnected) {
+    view.text.replaceChildren(renderMarkdown(view.source));
+    return;
+  }
+  const box = $('conversation');
+  const stick = nearBottom();
+  const top = box.scrollTop;
+  view.text.replaceChildren(renderMarkdown(view.source));
+  if (stick) scrollToBottom();
+  else box.scrollTop = top;
 }
 
 function setNote(view, text, kind = '') {
@@ -686,7 +720,7 @@ function exchangeView(exchange) {
   reply.append(head, text, note);
   wrap.append(user, reply);
 
-  const view = { wrap, user, userText, reply, badge, tokens, text, note, textNode: null, status: null, usage: null };
+  const view = { wrap, user, userText, reply, badge, tokens, text, note, source: '', frame: 0, status: null, usage: null };
   wrap.__view = view;
   fillView(view, exchange);
   return view;
@@ -787,9 +821,10 @@ function setGenerating(on) {
 /* ------------------------------------------------------------------------------------------ */
 
 class LiveReply {
-  constructor(view, { sid, text = '', usage = null, lastEventId = null, exchangeId = null, mode }) {
+  constructor(view, { sid, text = '', usage = null, lastEventId = null, exchangeId = null, mode, base = null }) {
     this.view = view;
     this.sid = sid;
+    this.base = base; // the session's counts without this reply, for the header
     this.text = text;
     this.usage = usage;
     this.lastEventId = lastEventId;
@@ -870,19 +905,17 @@ class LiveReply {
       return;
     }
     const now = performance.now();
-    const stick = nearBottom();
     if (id) this.lastEventId = id;
     const piece = typeof data.text === 'string' ? data.text : '';
     this.text += piece;
-    if (!this.view.textNode) setReplyText(this.view, '');
-    this.view.textNode.appendData(piece);
+    appendReplyText(this.view, piece);
     if (data.usage) {
       this.usage = data.usage;
       setReplyUsage(this.view, data.usage);
+      if (state.live === this) renderHeader();
     }
     this.recordTiming(now);
     this.scheduleSave();
-    if (stick) scrollToBottom();
   }
 
   recordTiming(now) {
@@ -941,10 +974,21 @@ class LiveReply {
     }
     if (state.live === this) {
       state.live = null;
+      this.foldIntoSession();
       setGenerating(false);
       refreshSessionMeta(this.sid);
     }
     if (stick) scrollToBottom();
+  }
+
+  /** Until the session is read again, the header keeps the counts the stream brought it to. */
+  foldIntoSession() {
+    const session = state.session;
+    if (!this.base || !session || session.conversationId !== this.sid) return;
+    const tokens = this.base.tokens + (this.usage ? this.usage.totalTokens ?? 0 : 0);
+    const usage = { ...(session.usage || {}), totalTokens: tokens };
+    state.session = { ...session, messageCount: this.base.messages + 1, usage };
+    renderHeader();
   }
 
   /** A placeholder (joined before its exchange was known) must not duplicate a shown exchange. */
@@ -1023,6 +1067,7 @@ function startLive(view, options) {
   if (state.live) state.live.detach();
   const live = new LiveReply(view, options);
   state.live = live;
+  renderHeader();
   return live;
 }
 
@@ -1052,20 +1097,32 @@ async function pump(res, live) {
   }
 }
 
+/** EventSource cannot send an Authorization header, and a key in a URL ends up in logs: it
+ * passes a short-lived token for this one session instead, fetched with the key in the header. */
+async function streamToken(sid) {
+  const issued = await api('POST', sessionPath(sid, '/streamTokens'));
+  return issued.token;
+}
+
 /** Joins (or resumes) the session's stream with EventSource, replay first, then live. */
-function joinStream(live) {
+async function joinStream(live) {
   if (!live.active) return;
-  const qs = new URLSearchParams();
-  const key = storage.get(KEY_STORAGE);
-  if (key) qs.set('access_token', key); // EventSource cannot send an Authorization header.
+  let token;
+  try {
+    token = await streamToken(live.sid);
+  } catch {
+    afterDrop(live); // the same as a stream that failed to open: ask the server, retry or settle
+    return;
+  }
+  if (!live.active || live.es) return;
+  const qs = new URLSearchParams({ token });
   if (live.lastEventId) qs.set('lastEventId', live.lastEventId); // Last-Event-ID across a page reload.
   else if (live.text) {
     // Text without an id cannot be resumed exactly: take the whole reply from the replay.
     live.text = '';
     setReplyText(live.view, '');
   }
-  const query = qs.toString();
-  const es = new EventSource(sessionPath(live.sid, `/stream${query ? `?${query}` : ''}`));
+  const es = new EventSource(sessionPath(live.sid, `/stream?${qs}`));
   live.es = es;
   live.restartClock(live.lastEventId ? 'resumed · EventSource' : 'joined · EventSource');
   const forward = (event) => {
@@ -1127,7 +1184,8 @@ async function send() {
   autosize();
   const previous = state.current;
   const view = appendExchange({ userInput: { text }, response: { text: '' }, status: 'running', usage: null });
-  const live = startLive(view, { sid, mode: 'fetch stream' });
+  const base = state.session ? headerCounts(state.session) : null;
+  const live = startLive(view, { sid, mode: 'fetch stream', base });
   scrollToBottom();
   let res;
   try {
@@ -1284,13 +1342,15 @@ function renderHistory(sid, session, exchanges) {
   $('messages').replaceChildren(...views.map((view) => view.wrap));
   markCurrent(views.length ? views[views.length - 1] : null);
   const running = [...exchanges].reverse().find((exchange) => exchange.status === 'running');
-  if (running || session.status === 'running') rejoin(sid, running ? views[exchanges.indexOf(running)] : null, running);
+  if (running || session.status === 'running') {
+    rejoin(sid, session, running ? views[exchanges.indexOf(running)] : null, running);
+  }
   else storage.remove(RESUME_PREFIX + sid);
   scrollToBottom();
 }
 
 /** After a reload: continue from the stored event id, or replay the whole reply from its start. */
-function rejoin(sid, view, running) {
+function rejoin(sid, session, view, running) {
   let target = view;
   if (!target) {
     target = appendExchange({ userInput: { text: '' }, response: { text: '' }, status: 'running', usage: null });
@@ -1300,9 +1360,16 @@ function rejoin(sid, view, running) {
   const record = loadResume(sid);
   const exact = record && running && record.exchangeId === running.exchangeId;
   if (record && !exact) storage.remove(RESUME_PREFIX + sid);
+  // The session was read with this reply in it: its counts without the reply are the base.
+  const runningTokens = running && running.usage ? running.usage.totalTokens ?? 0 : 0;
+  const base = {
+    messages: Math.max(0, (session.messageCount ?? 0) - 1),
+    tokens: Math.max(0, ((session.usage || {}).totalTokens ?? 0) - runningTokens),
+  };
   const live = startLive(target, {
     sid,
     mode: 'joining',
+    base,
     exchangeId: running ? running.exchangeId : null,
     text: exact ? record.text || '' : '',
     usage: exact ? record.usage || null : null,
@@ -1403,6 +1470,10 @@ function wire() {
   });
   input.addEventListener('input', autosize);
   $('stop-button').addEventListener('click', stop);
+  $('messages').addEventListener('click', (event) => {
+    const button = event.target.closest('.copy-code');
+    if (button) copyCode(button);
+  });
 
   window.addEventListener('hashchange', () => {
     const sid = sessionFromHash();

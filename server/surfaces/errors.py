@@ -7,6 +7,7 @@ becomes a :class:`Problem`; the surface whose path was hit renders it in its own
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from litestar.exceptions import (
 )
 
 from streams.errors import EngineError, ErrorKind, RateLimited, Unavailable
+from streams.limits import CONTROLS_MESSAGE, NO_CONTROLS
 
 log = logging.getLogger("parley.http")
 
@@ -40,6 +42,7 @@ STATUS: dict[str, int] = {
     "unsupported_media_type": 415,
     "rate_limited": 429,
     "quota_exceeded": 429,
+    "headers_too_large": 431,
     "internal": 500,
     "unavailable": 503,
 }
@@ -58,6 +61,11 @@ _HTTP_CODES = {
     "unsupported_media_type": "unsupported_media_type",
     "rate_limited": "rate_limited",
 }
+# msgspec gives up on JSON nested this deep (its limit is Python's recursion limit, less the
+# stack already in use); any depth up to this one is always read.
+JSON_DEPTH = 500
+_LENGTH = re.compile(r"^Expected `str` of length <= (\d+)$")
+_NO_CONTROLS = f"Expected `str` matching regex {NO_CONTROLS!r}"
 
 
 @dataclass(frozen=True)
@@ -94,8 +102,27 @@ def problem_of(request: Request[Any, Any, Any], exc: Exception) -> Problem:
         return _validation_problem(exc)
     if isinstance(exc, HTTPException):
         return _http_problem(request, exc)
+    if isinstance(exc, RecursionError) and "deserializing" in str(exc):
+        return too_deep()
     log.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
     return Problem("internal", "internal_error", "the server failed to handle this")
+
+
+def too_deep() -> Problem:
+    """msgspec's RecursionError for a body nested past what it reads, which Litestar (and a
+    surface decoding its own bodies) lets through as if the server had failed."""
+    message = (
+        f"the JSON body nests deeper than this server reads: keep it under {JSON_DEPTH} levels"
+    )
+    return Problem("invalid", "invalid_request", message)
+
+
+def readable(text: str) -> str:
+    """msgspec's words for a broken length or character rule, as a sentence's end."""
+    if text == _NO_CONTROLS:
+        return CONTROLS_MESSAGE
+    length = _LENGTH.match(text)
+    return f"must be at most {length[1]} characters" if length else text
 
 
 def _engine_problem(exc: EngineError) -> Problem:
@@ -115,7 +142,7 @@ def _validation_problem(exc: ValidationException) -> Problem:
     if fields:
         first = fields[0]
         where = first.get("key")
-        text = first.get("message", "is not valid")
+        text = readable(str(first.get("message", "is not valid")))
         message = text if where in (None, "", "data") else f"{where}: {text}"
     else:
         message = exc.detail or "the request is not valid"

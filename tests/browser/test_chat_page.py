@@ -111,20 +111,50 @@ async def test_reload_mid_stream_finishes_the_same_reply_without_duplicates(
     assert any("lastEventId=" in url for url in joins), f"no resume from an event id: {joins}"
 
 
+SHOWN_FIRST = """**Hello!** What can Parley do? In short:
+
+- stream replies as *deltas* over SSE
+- resume a dropped stream where it stopped"""
+
+SHOWN_STREAMING = """## Joining a stream from another tab
+
+Every reply is stored as it streams, so any tab can **join** it:
+
+1. ask for a stream token, with your key in the header
+2. open an `EventSource` on the session's stream
+
+```js
+const { token } = await post(`/v1/sessions/${sid}/streamTokens`);
+const events = new EventSource(`/v1/sessions/${sid}/stream?token=${token}`);
+```
+
+A dropped connection resumes after its `Last-Event-ID`,
+so no text is lost or repeated; the counters above move
+with every delta, and so do the session's totals,
+whichever worker serves the reply."""
+
+
 async def test_midstream_screenshot_is_kept_as_an_artifact(
     page: Page, server_factory: ServerFactory, artifacts: Path
 ) -> None:
+    """The README's picture (server/static/screenshot.png is a copy): a Markdown reply
+    streaming in, its code block already rendered."""
     server = server_factory()  # its own key prefix: the sidebar shows only this test's sessions
     chat = ChatPage(page, server.base_url)
     async with server.client() as client:
         api = Api(client)
-        for title in ("Load test notes", "Echo check"):
-            await api.create_session("echo", title=title)
-        sid = await api.create_session("default", title="Trying Parley", refreshIntervalMs=100)
-        await api.blocking_continue(sid, "Hello! What can you do?")
+        for title in ("Load test notes", "Lorem check"):
+            await api.create_session("default", title=title)
+        sid = await api.create_session("echo", title="Trying Parley", refreshIntervalMs=100)
+        await api.blocking_continue(sid, SHOWN_FIRST)
     await chat.open(sid)
-    await chat.send("Stream me a longer answer, please.")
-    await chat.wait_for_reply_words(20)
+    await chat.send(SHOWN_STREAMING)
+    await page.wait_for_function(
+        """() => document.querySelector('#current-reply-status')?.textContent === 'running'
+              && document.querySelector('#current-reply-text > p:last-child')
+                   ?.previousElementSibling?.classList.contains('code-block')""",
+        timeout=60_000,
+    )
 
     shot = artifacts / "chat-midstream.png"
     await page.screenshot(path=str(shot))

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 
-from server.surfaces.errors import Problem, SurfaceError
+from server.surfaces.errors import Problem, SurfaceError, readable
 from streams.errors import NotFound
 
 VALIDATION = "validation_error"
@@ -83,7 +83,7 @@ def _field_error(field: dict[str, Any]) -> FieldError:
         return FieldError(loc, "Field required", "missing")
     name = _PARAMETERS.get(key, key).removesuffix("[...]")
     loc = [source] if key == "data" else [source, name]
-    return FieldError(loc, message, _error_type(message))
+    return FieldError(loc, readable(message), _error_type(message))
 
 
 def _error_type(message: str) -> str:
@@ -96,6 +96,7 @@ def _error_type(message: str) -> str:
         ("Expected `bool`, got", "bool_parsing"),
         ("of length <=", "too_long"),
         ("of length >=", "too_short"),
+        ("matching regex", "string_pattern_mismatch"),
         (">=", "greater_than_equal"),
     ]
     return next((kind for text, kind in kinds if text in message), "value_error")

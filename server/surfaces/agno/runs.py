@@ -30,6 +30,7 @@ from streams import types as domain
 from streams.agent_store import RedisAgentCatalog
 from streams.clock import now_ms
 from streams.errors import NotFound, NotRunning
+from streams.limits import check_user_id
 from streams.service import ConversationService
 from streams.types import NewSession, Turn
 
@@ -60,8 +61,18 @@ async def _form(request: Request[Any, Any, Any]) -> RunForm:
         message=values["message"],
         stream=_boolean(values.get("stream", "true")),
         session_id=values.get("session_id") or None,
-        user_id=values.get("user_id") or None,
+        user_id=_user_id(values.get("user_id") or None),
     )
+
+
+def _user_id(value: str | None) -> str | None:
+    """A form field skips the wire Struct's checks, so the user id's rule is applied here."""
+    try:
+        if value is not None:
+            check_user_id(value, "user_id")
+    except ValueError as error:
+        raise invalid(["body", "user_id"], str(error), "value_error") from None
+    return value
 
 
 def _boolean(text: str) -> bool:

@@ -15,10 +15,11 @@ import msgspec
 
 from streams import types as domain
 from streams.agents import Agent as DomainAgent
+from streams.limits import Title, UserId
 
 SessionType = Literal["agent", "team", "workflow"]
 RunStatus = Literal["RUNNING", "COMPLETED", "CANCELLED", "ERROR"]
-SessionName = Annotated[str, msgspec.Meta(max_length=200)]
+SessionName = Title
 RUN_STATUS: dict[domain.ExchangeStatus, RunStatus] = {
     "running": "RUNNING",
     "completed": "COMPLETED",
@@ -46,7 +47,7 @@ class CreateSessionRequest(msgspec.Struct, kw_only=True):
     session_name: SessionName | None = None
     session_state: dict[str, Any] | None = None
     metadata: dict[str, str] | None = None
-    user_id: str | None = None
+    user_id: UserId | None = None
     agent_id: str | None = None
     team_id: str | None = None
     workflow_id: str | None = None

@@ -15,17 +15,20 @@ from server.surfaces.native.keys import keys_router
 
 __all__ = ["PREFIXES", "render", "surface"]
 from server.surfaces.native.sessions import sessions_router
+from server.surfaces.native.stream_tokens import (
+    refuse_keys_in_query,
+    stream_caller,
+    stream_tokens_router,
+)
 
 PREFIXES = ("/v1",)
 
 
 def surface(auth: Authenticator) -> Surface:
     def key_of(request: Request[Any, Any, Any]) -> str | None:
-        key = bearer(request)
-        if key is None and request.method == "GET":
-            # EventSource cannot send headers; it may pass the key in the query instead.
-            key = request.query_params.get("access_token")
-        return key
+        # EventSource cannot send headers: it passes a stream token (GET …/stream?token=).
+        refuse_keys_in_query(request, auth.keyring)
+        return bearer(request)
 
     async def principal(request: Request[Any, Any, Any]) -> str:
         return await auth.admit(request, key_of(request))
@@ -35,8 +38,10 @@ def surface(auth: Authenticator) -> Surface:
 
     dependencies = {"principal": Provide(principal)}
     admins = {"admin": Provide(admin)}
+    streams = {"stream_principal": Provide(stream_caller(auth, principal))}
     routers = [
-        sessions_router(dependencies),
+        sessions_router({**dependencies, **streams}),
+        stream_tokens_router(dependencies),
         agents_router({**dependencies, **admins}),
         keys_router(admins, auth.keyring, auth.quotas),
     ]

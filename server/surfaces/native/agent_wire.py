@@ -13,7 +13,7 @@ import msgspec
 from server.surfaces.native.wire import Metadata
 from streams.agents import Agent, UpstreamRef
 from streams.backends.base import ModelSpec
-from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, check_metadata
+from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, NO_CONTROLS, check_metadata
 
 AGENT_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 
@@ -21,7 +21,7 @@ AgentId = Annotated[
     str,
     msgspec.Meta(pattern=AGENT_ID_PATTERN, description="1-64 letters, digits, '-' or '_'."),
 ]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_CONTROLS)]
 Description = Annotated[str, msgspec.Meta(max_length=2_000)]
 Instructions = Annotated[str, msgspec.Meta(max_length=200_000, description="The system prompt.")]
 RefreshInterval = Annotated[

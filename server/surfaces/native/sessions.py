@@ -191,7 +191,7 @@ async def streaming_continue(
 async def stream(
     conversation_id: Sid,
     service: ConversationService,
-    principal: str,
+    stream_principal: str,
     settings: Settings,
     open_streams: OpenStreams,
     last_event_id: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
@@ -202,7 +202,7 @@ async def stream(
         raise InvalidInput(
             "must be an event id this server sent, like 1700000000000-0", field="Last-Event-ID"
         )
-    watch = await service.watch(principal, conversation_id, after)
+    watch = await service.watch(stream_principal, conversation_id, after)
     if watch is None:
         return ASGIResponse(status_code=HTTP_204_NO_CONTENT)
     frames = native_frames(watch, settings.retry_ms)

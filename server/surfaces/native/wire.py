@@ -9,7 +9,7 @@ import msgspec
 
 from streams import types as domain
 from streams.clock import iso
-from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, check_metadata
+from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, Title, UserId, check_metadata
 from streams.types import ExchangeStatus, SessionStatus
 
 T = TypeVar("T")
@@ -20,7 +20,6 @@ Metadata = Annotated[
     dict[str, str],
     msgspec.Meta(description="Up to 16 string pairs; keys up to 64, values up to 512 chars."),
 ]
-Title = Annotated[str, msgspec.Meta(max_length=200)]
 
 
 def check_interval(value: int | msgspec.UnsetType | None) -> None:
@@ -37,7 +36,7 @@ class CreateSession(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown
     title: Title | None = None
     metadata: Metadata = msgspec.field(default_factory=dict)
     refresh_interval_ms: Interval | None = None
-    user_id: str | None = None
+    user_id: UserId | None = None
 
     def __post_init__(self) -> None:
         check_interval(self.refresh_interval_ms)

@@ -7,7 +7,9 @@ from typing import Any
 
 from litestar import Request
 
+from server.surfaces.errors import SurfaceError
 from server.surfaces.openviking.wire import User
+from streams.limits import check_user_id
 
 DEFAULT = "default"
 
@@ -22,7 +24,14 @@ def agent_header(request: Request[Any, Any, Any]) -> str | None:
 
 
 def user_header(request: Request[Any, Any, Any]) -> str | None:
-    return header(request, "x-openviking-user")
+    """``X-OpenViking-User``: stored as the session's user, so held to every user id's rule."""
+    user = header(request, "x-openviking-user")
+    try:
+        if user is not None:
+            check_user_id(user, "X-OpenViking-User")
+    except ValueError as error:
+        raise SurfaceError("invalid", "INVALID_ARGUMENT", str(error), {}) from None
+    return user
 
 
 def user_of(request: Request[Any, Any, Any], principal: str, session_user: str | None) -> User:

@@ -30,6 +30,7 @@ _CODES = {
     413: "REQUEST_ENTITY_TOO_LARGE",
     415: "INVALID_ARGUMENT",
     429: "TOO_MANY_REQUESTS",
+    431: "INVALID_ARGUMENT",
     503: "SERVICE_UNAVAILABLE",
 }
 _GENERIC = {
@@ -43,6 +44,7 @@ _GENERIC = {
     413: "Default:RequestEntityTooLarge",
     415: "Default:UnsupportedMediaType",
     429: "Default:TooManyRequests",
+    431: "Default:RequestHeaderFieldsTooLarge",
     503: "Default:ServiceUnavailable",
 }
 # Named errors whose status differs from the engine kind's.

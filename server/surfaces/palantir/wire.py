@@ -7,7 +7,7 @@ more still work. Optional response fields are omitted when empty: the SDK pages 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -15,8 +15,20 @@ from server.surfaces.palantir.ids import agent_rid, session_rid, trace_id, versi
 from streams import types as domain
 from streams.agents import Agent as DomainAgent
 from streams.clock import iso
+from streams.limits import MAX_TITLE, NO_CONTROLS
 
-TITLE_MAX = 200
+TITLE_MAX = MAX_TITLE
+# A title longer than TITLE_MAX is cut to it; one longer than this is no title anyone meant,
+# and is refused rather than mostly thrown away.
+TITLE_ACCEPTED = 10_000
+SentTitle = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=TITLE_ACCEPTED,
+        pattern=NO_CONTROLS,
+        description=f"Cut at {TITLE_MAX} characters; no control characters.",
+    ),
+]
 
 
 class UserTextInput(msgspec.Struct):
@@ -52,7 +64,7 @@ class CancelRequest(msgspec.Struct, rename="camel", kw_only=True):
 
 
 class UpdateTitleRequest(msgspec.Struct, kw_only=True):
-    title: str
+    title: SentTitle
 
 
 class SessionMetadata(msgspec.Struct, rename="camel", kw_only=True):

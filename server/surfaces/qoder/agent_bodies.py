@@ -17,8 +17,9 @@ from server.surfaces.qoder.bodies import checked_metadata
 from server.surfaces.qoder.errors import api_error
 from server.surfaces.qoder.models import model_spec
 from streams.agents import Agent
+from streams.limits import NO_CONTROLS
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_CONTROLS)]
 Description = Annotated[str, msgspec.Meta(max_length=2_000)]
 System = Annotated[str, msgspec.Meta(max_length=200_000)]
 ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]

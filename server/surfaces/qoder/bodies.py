@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request
 
+from server.surfaces.errors import readable
 from server.surfaces.qoder.errors import api_error
 from streams.limits import check_metadata
 
@@ -24,7 +25,7 @@ def decode_body(raw: bytes, kind: type[S]) -> S:
         return msgspec.json.decode(raw or b"{}", type=kind)
     except msgspec.ValidationError as error:
         problem, param = _located(str(error))
-        message = f"{param}: {problem}" if param else problem
+        message = f"{param}: {readable(problem)}" if param else readable(problem)
         raise api_error("invalid_request_error", message, param=param) from None
     except msgspec.DecodeError as error:
         message = f"the request body is not valid JSON: {error}"

@@ -13,8 +13,9 @@ import msgspec
 from server.surfaces.qoder.bodies import checked_metadata
 from streams.clock import iso, now_ms
 from streams.environments import Environment, new_environment_id
+from streams.limits import NO_CONTROLS
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_CONTROLS)]
 Description = Annotated[str, msgspec.Meta(max_length=2_048)]
 Scope = Literal["organization", "account"]
 

@@ -38,6 +38,7 @@ _TYPES = {
     413: "request_too_large",
     415: "invalid_request_error",
     429: "rate_limit_error",
+    431: "request_too_large",
     501: "feature_not_available",
     503: "overloaded_error",
 }

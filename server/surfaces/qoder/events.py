@@ -55,6 +55,7 @@ CommaTypes = Annotated[str | None, Parameter(query="type", description="Types, c
 Order = Annotated[str, Parameter(pattern="^asc$", description="Only asc: oldest first.")]
 AnyRequest = Request[Any, Any, Any]
 _TURNS_PER_READ = 20
+_SHOWN = 80  # the most of a refused id an error message repeats
 
 
 class SentEvents(msgspec.Struct):
@@ -189,8 +190,9 @@ def resume_point(event: str | None, param: str) -> EventRef | None:
         return None
     ref = parse_event_id(event)
     if ref is None:
+        shown = event if len(event) <= _SHOWN else f"{event[:_SHOWN]}… ({len(event)} characters)"
         raise api_error(
-            "invalid_request_error", f"{param} {event} is not an event id of a turn", param=param
+            "invalid_request_error", f"{param} {shown} is not an event id of a turn", param=param
         )
     return ref
 

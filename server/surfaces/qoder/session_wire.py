@@ -17,7 +17,7 @@ from server.surfaces.qoder.event_wire import CacheCreation, cache_creation
 from server.surfaces.qoder.ids import session_id
 from streams.agents import Agent
 from streams.clock import iso
-from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS
+from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, Title
 from streams.types import Exchange, Session
 
 NAME = "qoder"  # this surface's key in a session's attributes
@@ -39,7 +39,7 @@ class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     agent: str | AgentRef
     environment_id: str
-    title: str | None = None
+    title: Title | None = None
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     resources: list[Json] = msgspec.field(default_factory=list)
     vault_ids: list[str] = msgspec.field(default_factory=list)
@@ -64,7 +64,7 @@ class UpdateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``metadata``: a key set to null goes, others are set; null removes every key."""
 
     agent: AgentUpdate | msgspec.UnsetType = msgspec.UNSET
-    title: str | msgspec.UnsetType | None = msgspec.UNSET
+    title: Title | msgspec.UnsetType | None = msgspec.UNSET
     metadata: dict[str, str | None] | msgspec.UnsetType | None = msgspec.UNSET
     delta_flush_interval_ms: int | msgspec.UnsetType = msgspec.UNSET
     vault_ids: list[str] | msgspec.UnsetType = msgspec.UNSET

@@ -19,12 +19,23 @@ _KINDS = {"str": "a string", "int": "an integer", "bool": "a boolean", "object":
 
 async def read_body(request: Request[Any, Any, Any], kind: type[T]) -> T:
     body = await request.body()
+    if not _is_utf8(body):
+        raise invalid("the request body is not valid JSON: it is not UTF-8")
     try:
         return msgspec.json.decode(body if body.strip() else b"{}", type=kind)
     except msgspec.ValidationError as error:
         raise invalid(_readable(str(error))) from None
     except msgspec.DecodeError:
         raise invalid("the request body is not valid JSON") from None
+
+
+def _is_utf8(body: bytes) -> bool:
+    """msgspec skips unknown fields, and this API ignores them, without reading their bytes."""
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _readable(message: str) -> str:

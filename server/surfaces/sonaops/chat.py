@@ -22,18 +22,20 @@ from server.surfaces.sonaops.envelope import Envelope, ok, trace_id_of
 from server.surfaces.sonaops.errors import invalid
 from server.surfaces.sonaops.stream import Reply, is_event_id, no_frames, reply_frames
 from server.surfaces.sonaops.wire import Conversation, ConversationBody, StreamBody
+from streams.limits import check_user_id
 from streams.service import ConversationService
 from streams.types import NewSession, Turn
 from streams.watch import Watch
-
-USER_ID_MAX = 128
 
 
 def user_of(request: Request[Any, Any, Any]) -> str | None:
     """``X-User-ID``: the end user the conversation is for (signed, when the key signs)."""
     user_id = header(request, "X-User-ID")
-    if user_id is not None and len(user_id) > USER_ID_MAX:
-        raise invalid(f"X-User-ID must be at most {USER_ID_MAX} characters")
+    try:
+        if user_id is not None:
+            check_user_id(user_id, "X-User-ID")
+    except ValueError as error:
+        raise invalid(str(error)) from None
     return user_id
 
 

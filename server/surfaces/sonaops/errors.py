@@ -1,8 +1,8 @@
 """Every Problem in Sonaops's envelope: business errors are HTTP 200 with ``success: false``
 and a 10xxx code; authentication failures are 401 (10401) and an unreachable Redis is 503
-(10503). Litestar's own protocol errors (no route, 405, 406, 413, 415) keep their status,
-their code being 10000 + status. On ``/v1/chat/stream`` an HTTP 200 error is one SSE frame,
-so an event-stream client reads it like any other frame.
+(10503). Protocol errors (no route, 405, 406, 413, 415, 431 for oversized headers) keep their
+status, their code being 10000 + status. On ``/v1/chat/stream`` an HTTP 200 error is one SSE
+frame, so an event-stream client reads it like any other frame.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ CODES = {
     "unsupported_media_type": 10415,
     "rate_limited": 10429,
     "quota_exceeded": 10430,
+    "headers_too_large": 10431,
     "internal": 10500,
     "unavailable": 10503,
 }
@@ -46,6 +47,7 @@ _HTTP_KINDS = frozenset(
         "not_acceptable",
         "too_large",
         "unsupported_media_type",
+        "headers_too_large",
         "unavailable",
     }
 )
