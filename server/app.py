@@ -21,11 +21,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from server.agents_file import AgentsFileError, load_agents_file
+from server.allow import allow_middleware
 from server.auth import Authenticator, Nonces
 from server.header_limits import HeaderLimits, header_limit_middleware
 from server.keyring import Keyring, KeysError
 from server.logs import configure_logging
 from server.metrics import Metrics, MetricsExporter, request_clock_middleware, service_readings
+from server.openapi import render_plugins
 from server.request_id import request_id_middleware
 from server.routes.health import healthz, readyz
 from server.routes.metrics import metrics as metrics_route
@@ -247,7 +249,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await parts.upstreams.aclose()
             await parts.redis.aclose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             healthz,
             readyz,
@@ -269,15 +271,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers=served.exception_handlers(),
         middleware=[
             request_id_middleware,
+            allow_middleware(lambda: app.routes),
             header_limit_middleware(header_limits(settings), served.renderer),
             request_clock_middleware,
         ],
         lifespan=[lifespan, exporter.lifespan],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Parley", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Parley",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=render_plugins(lambda: served.operations(app.routes)),
+        ),
         on_app_init=[_quiet],
         debug=False,
     )
+    return app
 
 
 def header_limits(settings: Settings) -> HeaderLimits:

@@ -17,6 +17,7 @@ from litestar.types import Receive, Scope, Send
 log = logging.getLogger("parley.streaming")
 
 Headers = Sequence[tuple[bytes, bytes]]
+EVENT_STREAM = "text/event-stream"
 EVENT_STREAM_HEADERS: Headers = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache, no-transform"),

@@ -27,7 +27,6 @@ from streams.id_index import IdPage, Position, page_of_ids
 from streams.keys import Keys
 from streams.paging import (
     KeysetCursor,
-    OffsetCursor,
     decode_keyset,
     decode_offset,
     encode_cursor,
@@ -183,14 +182,14 @@ class RedisAgentCatalog:
     @redis_guarded
     async def list_agents(self, limit: int, cursor: str | None) -> Page[Agent]:
         """Each agent at its latest version, in agentId order."""
-        after = f"({decode_keyset(cursor, 'agentId', 'asc').member}" if cursor else "-"
+        after = f"({decode_keyset(cursor).member}" if cursor else "-"
         ids = cast(
             list[str],
             await self._redis.zrangebylex(self._keys.agent_index(), after, "+", 0, limit + 1),
         )
         agents = await self._latest_of(ids[:limit])
         more = len(ids) > limit
-        last = KeysetCursor("agentId", "asc", 0, ids[limit - 1]) if more else None
+        last = KeysetCursor(0, ids[limit - 1]) if more else None
         return Page(items=agents, next_cursor=encode_cursor(last) if last else None)
 
     async def _latest_of(self, agent_ids: list[str]) -> list[Agent]:
@@ -248,7 +247,7 @@ class RedisAgentCatalog:
         latest, created, archived = await self._redis.hmget(key, ["latest", "t:1", "archived"])
         if latest is None:
             raise _no_agent(agent_id)
-        first = decode_offset(cursor, "versions") if cursor else 1
+        first = decode_offset(cursor) if cursor else 1
         numbers = list(range(max(first, 1), min(first + limit, int(latest) + 1)))
         async with self._redis.pipeline(transaction=False) as pipe:
             for number in numbers:
@@ -260,7 +259,7 @@ class RedisAgentCatalog:
             if raw is not None
         ]
         more = first + limit <= int(latest)
-        next_cursor = encode_cursor(OffsetCursor("versions", first + limit)) if more else None
+        next_cursor = encode_cursor(first + limit) if more else None
         return Page(items=records, next_cursor=next_cursor)
 
     # --- writes ----------------------------------------------------------------------------

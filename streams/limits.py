@@ -3,6 +3,8 @@
 They raise ``ValueError``: a surface checks them while decoding a request body and answers
 in its own envelope. The Annotated types carry theirs as msgspec constraints, so a wire
 Struct that uses one refuses a bad value while decoding and states the rule in its schema.
+Where a check's own message says more (it names the value), the type only describes the
+rule in its schema (``extra_json_schema``) and the check enforces it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,34 @@ UserId = Annotated[
         max_length=MAX_USER_ID,
         pattern=NO_CONTROLS,
         description=f"Up to {MAX_USER_ID} characters, no control characters.",
+    ),
+]
+Interval = Annotated[
+    int,
+    msgspec.Meta(
+        description=f"Refresh interval in ms, {MIN_INTERVAL_MS}-{MAX_INTERVAL_MS}.",
+        extra_json_schema={"minimum": MIN_INTERVAL_MS, "maximum": MAX_INTERVAL_MS},
+    ),
+]
+# msgspec writes a dict's ``additionalProperties`` from its value type, so the value's rule
+# rides on the value.
+_MetadataValue = Annotated[str, msgspec.Meta(extra_json_schema={"maxLength": 512})]
+Metadata = Annotated[
+    dict[str, _MetadataValue],
+    msgspec.Meta(
+        description=f"Up to {MAX_METADATA} string pairs; keys 1-64, values up to 512 chars.",
+        extra_json_schema={
+            "maxProperties": MAX_METADATA,
+            "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": NO_CONTROLS},
+        },
+    ),
+]
+# Blank text is refused by the service (``str.strip``); ``\S`` is the same rule in a schema.
+InputText = Annotated[
+    str,
+    msgspec.Meta(
+        description="The user's turn: not blank.",
+        extra_json_schema={"minLength": 1, "pattern": r"\S"},
     ),
 ]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -62,7 +62,7 @@ MAX_STATE_BYTES = 65_536
 
 
 def check_id(value: str, field: str) -> str:
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise InvalidInput("must be 1-64 characters of letters, digits, '-' or '_'", field=field)
     return value
 

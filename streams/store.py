@@ -16,7 +16,6 @@ from streams.errors import Conflict, NotFound, SessionBusy
 from streams.keys import Keys
 from streams.paging import (
     KeysetCursor,
-    OffsetCursor,
     after_cursor,
     decode_keyset,
     decode_offset,
@@ -182,8 +181,7 @@ class Store:
         return True
 
     async def list_sessions(self, owner: str, query: SessionQuery) -> Page[Session]:
-        order = "desc" if query.descending else "asc"
-        cursor = decode_keyset(query.cursor, query.sort, order) if query.cursor else None
+        cursor = decode_keyset(query.cursor) if query.cursor else None
         index = self.keys.index(owner, query.sort)
         descending = query.descending
         keep = _session_filter(query)
@@ -203,7 +201,7 @@ class Store:
         next_cursor = None
         if len(found) > query.limit:
             score, sid, _ = page[-1]
-            next_cursor = encode_cursor(KeysetCursor(query.sort, order, score, sid))
+            next_cursor = encode_cursor(KeysetCursor(score, sid))
         return Page(items=[s for _, _, s in page], next_cursor=next_cursor)
 
     async def search_sessions(self, owner: str, search: SessionSearch) -> Counted[Session]:
@@ -346,7 +344,7 @@ class Store:
         self, owner: str, sid: str, limit: int, cursor: str | None
     ) -> Page[Exchange]:
         await self._load(owner, sid)
-        offset = decode_offset(cursor, "exchanges") if cursor else 0
+        offset = decode_offset(cursor) if cursor else 0
         xids = cast(
             list[str], await self.redis.lrange(self.keys.exchanges(sid), offset, offset + limit)
         )
@@ -357,7 +355,7 @@ class Store:
             running, *records = await pipe.execute()
         data = [ended_orphan(exchange_from(sid, r), running) for r in records if r]
         more = len(xids) > limit
-        next_cursor = encode_cursor(OffsetCursor("exchanges", offset + limit)) if more else None
+        next_cursor = encode_cursor(offset + limit) if more else None
         return Page(items=data, next_cursor=next_cursor)
 
     async def completed_history(self, sid: str) -> list[Exchange]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -731,3 +732,171 @@ async def test_agno_can_be_served_alone(server_factory: ServerFactory) -> None:
 
     assert agno_sessions.status_code == 200 and agno_sessions.json()["data"] == []
     assert native.status_code == 404
+
+
+# --- what the OpenAPI document says, and the server does -----------------------------------
+
+
+async def operation(http: httpx.AsyncClient, method: str, path: str) -> dict[str, Any]:
+    document = (await http.get("/schema/openapi.json")).json()
+    found: dict[str, Any] = document["paths"][path][method]
+    found["components"] = document["components"]["schemas"]
+    return found
+
+
+def body_schema(op: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    """The body's schema, a reference to a component followed (a null alternative dropped)."""
+    schema: dict[str, Any] = op["requestBody"]["content"][media]["schema"]
+    schema = next((s for s in schema.get("anyOf", []) if "$ref" in s), schema)
+    return op["components"][schema["$ref"].rsplit("/", 1)[1]]  # type: ignore[no-any-return]
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """The non-null alternative of ``X | None``."""
+    return next((s for s in schema.get("anyOf", []) if s.get("type") != "null"), schema)
+
+
+async def test_a_session_is_created_without_a_body_as_the_document_allows(
+    http: httpx.AsyncClient,
+) -> None:
+    op = await operation(http, "post", "/sessions")
+
+    response = await http.post("/sessions")
+
+    assert op["requestBody"]["required"] is False
+    assert response.status_code == 201 and response.json()["agent_id"] == "default"
+
+
+async def test_the_document_declares_404_and_409_for_creating_a_session(
+    http: httpx.AsyncClient,
+) -> None:
+    op = await operation(http, "post", "/sessions")
+    taken = (await create(http))["session_id"]
+
+    unknown = await http.post("/sessions", json={"agent_id": "nobody-here"})
+    in_use = await http.post("/sessions", json={"session_id": taken})
+
+    assert {"404", "409"} <= set(op["responses"])
+    assert (unknown.status_code, in_use.status_code) == (404, 409)
+
+
+async def test_only_agent_sessions_are_created_as_the_document_says(
+    http: httpx.AsyncClient,
+) -> None:
+    op = await operation(http, "post", "/sessions")
+    [kind] = [p for p in op["parameters"] if p["name"] == "type"]
+
+    response = await http.post("/sessions", params={"type": "team"})
+
+    assert kind["schema"]["enum"] == ["agent"]
+    assert (response.status_code, response.json()) == (
+        400,
+        {"detail": "Invalid session type: team"},
+    )
+
+
+async def test_the_document_says_a_session_name_is_not_blank(http: httpx.AsyncClient) -> None:
+    sid = (await create(http, session_name="kept"))["session_id"]
+    name = nullable(
+        body_schema(await operation(http, "patch", "/sessions/{session_id}"))["properties"][
+            "session_name"
+        ]
+    )
+
+    response = await http.patch(f"/sessions/{sid}", json={"session_name": ""})
+
+    assert name["minLength"] == 1 and name["allOf"] == [{"pattern": r"\S"}]
+    assert (response.status_code, response.json()) == (
+        400,
+        {"detail": "Session name cannot be empty"},
+    )
+
+
+async def test_the_document_says_metadata_keys_are_1_to_64_characters(
+    http: httpx.AsyncClient,
+) -> None:
+    schema = body_schema(await operation(http, "post", "/sessions"))
+    keys = nullable(schema["properties"]["metadata"])["propertyNames"]
+
+    response = await http.post("/sessions", json={"metadata": {"": "v"}})
+
+    assert (keys["minLength"], keys["maxLength"]) == (1, 64)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "metadata"]
+
+
+async def test_the_document_gives_the_session_id_rule_an_empty_id_making_a_new_one(
+    http: httpx.AsyncClient,
+) -> None:
+    schema = body_schema(await operation(http, "post", "/sessions"))
+    rule = re.compile(nullable(schema["properties"]["session_id"])["pattern"])
+
+    response = await http.post("/sessions", json={"session_id": ""})
+
+    assert [bool(rule.search(v)) for v in ("", "a_b-1", dashed(uuid.uuid4().hex))] == [True] * 3
+    assert [bool(rule.search(v)) for v in ("a b", "x" * 65, "abc\n")] == [False] * 3
+    assert response.status_code == 201 and re.fullmatch(
+        r"[0-9a-f]{32}", response.json()["session_id"]
+    )
+
+
+async def test_a_session_id_ending_in_a_line_break_is_refused_on_create(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.post("/sessions", json={"session_id": "abc\n"})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "session_id must be 1-64 characters of letters, digits, '-' or '_', not 'abc\\n'"
+    }
+
+
+async def test_a_run_naming_a_session_id_ending_in_a_line_break_is_refused(
+    http: httpx.AsyncClient, shared_server: ServerProcess
+) -> None:
+    before = await snapshot(shared_server.redis_url, shared_server.key_prefix)
+
+    response = await http.post(
+        "/agents/echo/runs", data={"message": "hi", "stream": "false", "session_id": "abc\n"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("session_id must be 1-64 characters")
+    assert await snapshot(shared_server.redis_url, shared_server.key_prefix) == before
+
+
+async def test_the_document_describes_the_run_form_as_agnos_client_sends_it(
+    http: httpx.AsyncClient,
+) -> None:
+    op = await operation(http, "post", "/agents/{agent_id}/runs")
+    form = body_schema(op, "application/x-www-form-urlencoded")
+
+    assert list(op["requestBody"]["content"]) == ["application/x-www-form-urlencoded"]
+    assert form["required"] == ["message"]
+    assert form["properties"]["message"]["pattern"] == r"\S"
+    assert all(form["properties"][m]["maxLength"] == 0 for m in ("images", "files"))
+    assert "409" in op["responses"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["true", "False", " YES ", "on", "0", "1", "t", "n", "\ttrue\n", "", "maybe", "tru", "yes!"],
+)
+async def test_the_documents_stream_rule_is_how_the_server_reads_a_boolean(
+    value: str, http: httpx.AsyncClient
+) -> None:
+    op = await operation(http, "post", "/agents/{agent_id}/runs")
+    rule = body_schema(op, "application/x-www-form-urlencoded")["properties"]["stream"]["pattern"]
+
+    response = await http.post("/agents/nobody-here/runs", data={"message": "hi", "stream": value})
+
+    # An unknown agent is looked up after the form is read: 404 means the form was taken.
+    assert response.status_code == (404 if re.search(rule, value) else 422)
+
+
+async def test_the_document_says_both_lists_of_a_bulk_delete_have_the_same_length(
+    http: httpx.AsyncClient,
+) -> None:
+    schema = body_schema(await operation(http, "delete", "/sessions"))
+
+    assert "same length" in schema["description"]

@@ -526,3 +526,156 @@ async def test_a_palantir_sessions_detail_agrees_with_its_content_and_tokens(
     total = sum(r.total_tokens_used or 0 for r in results)
     assert result["llm_token_usage"]["total_tokens"] == total
     assert sessions.get(agent, created.rid).metadata.message_count == result["message_count"]
+
+
+# --- what the OpenAPI document says, and the server does -----------------------------------
+
+
+async def operation(ov: httpx.AsyncClient, method: str, path: str) -> dict[str, Any]:
+    document = (await ov.get("/schema/openapi.json")).json()
+    found: dict[str, Any] = document["paths"][f"{BASE}{path}"][method]
+    found["components"] = document["components"]["schemas"]
+    return found
+
+
+def body_schema(op: dict[str, Any]) -> dict[str, Any]:
+    """The body's schema: its own keywords, with those of the component it refers to."""
+    schema: dict[str, Any] = op["requestBody"]["content"]["application/json"]["schema"]
+    schema = next((s for s in schema.get("anyOf", []) if "$ref" in s), schema)
+    return {**op["components"][schema["$ref"].rsplit("/", 1)[1]], **schema}
+
+
+async def test_a_session_is_created_without_a_body_as_the_document_allows(
+    ov: httpx.AsyncClient,
+) -> None:
+    op = await operation(ov, "post", "")
+
+    response = await ov.post(BASE)
+
+    assert op["requestBody"]["required"] is False
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+async def test_the_document_declares_409_for_an_id_in_use(ov: httpx.AsyncClient) -> None:
+    op = await operation(ov, "post", "")
+    sid = new_id()
+    await ov.post(BASE, json={"session_id": sid})
+
+    response = await ov.post(BASE, json={"session_id": sid})
+
+    assert "409" in op["responses"] and response.status_code == 409
+
+
+async def test_a_commit_goes_without_a_body_as_the_document_allows(ov: httpx.AsyncClient) -> None:
+    op = await operation(ov, "post", "/{session_id}/commit")
+    sid = new_id()
+    await add(ov, sid, "q", "a")
+
+    response = await ov.post(f"{BASE}/{sid}/commit")
+
+    assert op["requestBody"]["required"] is False and "409" in op["responses"]
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+async def test_the_document_says_token_budget_is_at_least_0(ov: httpx.AsyncClient) -> None:
+    op = await operation(ov, "get", "/{session_id}/context")
+
+    [budget] = [p for p in op["parameters"] if p["name"] == "token_budget"]
+
+    assert budget["schema"]["minimum"] == 0
+
+
+async def test_an_empty_batch_is_400_and_creates_nothing_as_the_document_says(
+    ov: httpx.AsyncClient,
+) -> None:
+    messages = body_schema(await operation(ov, "post", "/{session_id}/messages/batch"))
+    sid = new_id()
+
+    response = await ov.post(f"{BASE}/{sid}/messages/batch", json={"messages": []})
+
+    assert (
+        messages["properties"]["messages"]["minItems"],
+        messages["properties"]["messages"]["maxItems"],
+    ) == (1, 100)
+    assert response.status_code == 400
+    details = {"field": "messages"}
+    assert response.json() == error(
+        "INVALID_ARGUMENT", "messages must hold 1 to 100 messages", details
+    )
+    assert (await ov.get(f"{BASE}/{sid}")).json()["status"] == "error"
+
+
+async def test_the_document_says_a_message_needs_content_or_parts_with_text(
+    ov: httpx.AsyncClient,
+) -> None:
+    schema = body_schema(await operation(ov, "post", "/{session_id}/messages"))
+
+    [parts, content] = schema["anyOf"]
+
+    assert (parts["required"], content["required"]) == (["parts"], ["content"])
+    assert content["properties"]["content"]["pattern"] == r"\S"
+    assert parts["properties"]["parts"]["contains"]["properties"]["text"]["pattern"] == r"\S"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"role": "user", "content": " "},
+        {"role": "user", "parts": []},
+        {"role": "user", "content": "x", "parts": [{"type": "text", "text": " "}]},
+    ],
+    ids=["blank content", "no parts", "blank parts win over content"],
+)
+async def test_a_message_without_text_is_400_and_creates_nothing(
+    ov: httpx.AsyncClient, body: dict[str, Any]
+) -> None:
+    sid = new_id()
+
+    response = await ov.post(f"{BASE}/{sid}/messages", json=body)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "content must not be empty"
+    assert (await ov.get(f"{BASE}/{sid}")).json()["status"] == "error"
+
+
+async def test_the_document_gives_the_session_id_rule_where_a_session_is_made(
+    ov: httpx.AsyncClient,
+) -> None:
+    created = body_schema(await operation(ov, "post", ""))["properties"]["session_id"]["anyOf"][0]
+    op = await operation(ov, "post", "/{session_id}/messages")
+    [path] = [p for p in op["parameters"] if p["name"] == "session_id"]
+
+    rule = re.compile(created["pattern"])
+
+    assert path["schema"]["pattern"] == created["pattern"]
+    assert [bool(rule.search(v)) for v in ("a_B-1", "x" * 64)] == [True, True]
+    assert [bool(rule.search(v)) for v in ("", "a b", "x" * 65, "abc\n")] == [False] * 4
+
+
+async def test_an_id_ending_in_a_line_break_is_refused_on_create(ov: httpx.AsyncClient) -> None:
+    response = await ov.post(BASE, json={"session_id": "abc\n"})
+
+    assert response.status_code == 400
+    message = "session_id must be 1-64 characters of letters, digits, '-' or '_', not 'abc\\n'"
+    assert response.json() == error("INVALID_ARGUMENT", message, {"field": "session_id"})
+
+
+async def test_adding_to_an_id_ending_in_a_line_break_is_refused_and_creates_nothing(
+    ov: httpx.AsyncClient,
+) -> None:
+    sid = f"{new_id()}%0A"  # a line break, escaped in the path
+
+    response = await ov.post(f"{BASE}/{sid}/messages", json={"role": "user", "content": "hi"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"field": "session_id"}
+    assert (await ov.get(f"{BASE}/{sid}")).json()["status"] == "error"
+
+
+async def test_auto_create_refuses_an_id_ending_in_a_line_break(ov: httpx.AsyncClient) -> None:
+    sid = f"{new_id()}%0A"  # a line break, escaped in the path
+
+    response = await ov.get(f"{BASE}/{sid}", params={"auto_create": "true"})
+
+    assert response.status_code == 400
+    assert (await ov.get(f"{BASE}/{sid}")).json()["status"] == "error"

@@ -189,13 +189,32 @@ async def test_filtering_by_status_finds_the_running_session(http: httpx.AsyncCl
     assert resting == idle
 
 
-async def test_a_cursor_is_refused_with_another_sort_order(http: httpx.AsyncClient) -> None:
-    await _create_many(http, 3)
-    first = (await http.get("/v1/sessions", params={"limit": 1})).json()
+async def test_a_cursor_is_a_position_in_the_order_asked(http: httpx.AsyncClient) -> None:
+    first, second, _ = await _create_many(http, 3)
+    ascending = (await http.get("/v1/sessions", params={"limit": 2, "order": "asc"})).json()
 
     response = await http.get(
-        "/v1/sessions", params={"limit": 1, "order": "asc", "cursor": first["nextCursor"]}
+        "/v1/sessions", params={"order": "desc", "cursor": ascending["nextCursor"]}
     )
 
+    assert _ids([response.json()["data"]])[0] == first
+    assert ascending["nextCursor"].endswith(f".{second}")
+
+
+async def test_a_cursor_that_is_not_one_names_the_rule_and_the_value(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get("/v1/sessions", params={"cursor": "page-2"})
+
     error = assert_error(response, 400)
-    assert "cursor" in error["message"]
+    assert error["message"] == (
+        "cursor must be a nextCursor this server gave (<number>.<id>), got 'page-2'"
+    )
+
+
+async def test_an_empty_cursor_is_the_first_page(http: httpx.AsyncClient) -> None:
+    made = await _create_many(http, 2)
+
+    response = await http.get("/v1/sessions", params={"cursor": ""})
+
+    assert _ids([response.json()["data"]])[:2] == made[::-1]

@@ -511,6 +511,184 @@ def test_the_readme_snippet_runs_unchanged_but_for_the_port(shared_server: Serve
     assert lines[-2].startswith("Hello -> ") and lines[-1].startswith("And more -> ")
 
 
+# --- the formats the schema states, and the checks behind them -------------------------------
+
+
+async def operation(http: httpx.AsyncClient, path: str, method: str) -> dict[str, Any]:
+    document = (await http.get("/schema/openapi.json")).json()
+    found: dict[str, Any] = document["paths"]["/api/v2/aipAgents/agents" + path][method]
+    return found
+
+
+def parameter_schema(operation: dict[str, Any], name: str) -> dict[str, Any]:
+    [found] = [p for p in operation["parameters"] if p["name"] == name]
+    schema: dict[str, Any] = found["schema"]
+    return schema
+
+
+async def test_a_session_page_token_the_server_gives_matches_the_documented_pattern(
+    sdk: foundry_sdk.FoundryClient, http: httpx.AsyncClient
+) -> None:
+    agent = await new_agent(http)
+    for _ in range(2):
+        sessions(sdk).create(agent)
+    page = await http.get(f"/api/v2/aipAgents/agents/{agent}/sessions", params={"pageSize": 1})
+    listing = await operation(http, "/{agent_rid}/sessions", "get")
+
+    pattern = parameter_schema(listing, "pageToken")["pattern"]
+
+    assert re.fullmatch(pattern, page.json()["nextPageToken"])
+
+
+async def test_an_agent_version_page_token_the_server_gives_matches_the_documented_pattern(
+    http: httpx.AsyncClient,
+) -> None:
+    agent = await new_agent(http)
+    agent_id = agent.removeprefix("ri.aip-agents..agent.")
+    published = await http.post(f"/v1/agents/{agent_id}/versions", json={})
+    assert published.status_code == 201, published.text
+    url = f"/api/v2/aipAgents/agents/{agent}/agentVersions"
+    page = await http.get(url, params={"pageSize": 1})
+    listing = await operation(http, "/{agent_rid}/agentVersions", "get")
+
+    pattern = parameter_schema(listing, "pageToken")["pattern"]
+
+    assert re.fullmatch(pattern, page.json()["nextPageToken"])
+    rest = await http.get(url, params={"pageSize": 1, "pageToken": page.json()["nextPageToken"]})
+    assert [v["string"] for v in rest.json()["data"]] == ["2.0"]
+
+
+async def test_an_empty_page_token_reads_as_the_first_page(http: httpx.AsyncClient) -> None:
+    response = await http.get("/api/v2/aipAgents/agents/allSessions", params={"pageToken": ""})
+
+    assert response.status_code == 200, response.text
+
+
+async def test_a_page_token_the_server_did_not_give_raises_invalid_page_token(
+    http: httpx.AsyncClient,
+) -> None:
+    url = f"/api/v2/aipAgents/agents/{ECHO}/agentVersions"
+
+    response = await http.get(url, params={"pageToken": "2\n"})
+
+    body = assert_palantir_error(response, 400)
+    assert body["errorName"] == "InvalidPageToken"
+    assert body["parameters"]["pageToken"] == "2\n"
+    assert "pageToken must be a nextPageToken this server gave" in body["parameters"]["message"]
+
+
+def test_a_version_with_a_final_line_break_raises_invalid_agent_version(
+    sdk: foundry_sdk.FoundryClient,
+) -> None:
+    with pytest.raises(palantir_errors.InvalidAgentVersion) as raised:
+        sessions(sdk).create(ECHO, agent_version="1\n")
+
+    assert raised.value.parameters["version"] == "1\n"
+
+
+async def test_the_documented_version_format_is_the_one_the_server_takes(
+    sdk: foundry_sdk.FoundryClient, http: httpx.AsyncClient
+) -> None:
+    get_agent = await operation(http, "/{agent_rid}", "get")
+    pattern = parameter_schema(get_agent, "version")["pattern"]
+
+    assert [bool(re.fullmatch(pattern, v)) for v in ("1", "1.0", "0", "1.5", " ")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert sdk.aip_agents.Agent.get(ECHO, version="1").version == "1.0"
+
+
+async def test_a_body_with_an_unknown_field_is_refused_naming_it(http: httpx.AsyncClient) -> None:
+    url = f"/api/v2/aipAgents/agents/{ECHO}/sessions"
+
+    response = await http.post(url, json={"agentVersoin": "1.0"})
+
+    body = assert_palantir_error(response, 400)
+    assert "unknown field `agentVersoin`" in body["parameters"]["message"]
+
+
+async def test_the_document_says_create_session_takes_no_body_and_no_unknown_field(
+    http: httpx.AsyncClient,
+) -> None:
+    document = (await http.get("/schema/openapi.json")).json()
+    create = document["paths"]["/api/v2/aipAgents/agents/{agent_rid}/sessions"]["post"]
+    shapes = create["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
+    [named] = [s["$ref"].removeprefix("#/components/schemas/") for s in shapes if "$ref" in s]
+
+    assert create["requestBody"]["required"] is False
+    assert document["components"]["schemas"][named]["additionalProperties"] is False
+    assert (await http.post(f"/api/v2/aipAgents/agents/{ECHO}/sessions")).status_code == 200
+
+
+async def test_streaming_continue_is_documented_as_octet_stream_with_406_and_409(
+    http: httpx.AsyncClient,
+) -> None:
+    path = "/{agent_rid}/sessions/{session_rid}/streamingContinue"
+
+    responses = (await operation(http, path, "post"))["responses"]
+
+    assert list(responses["200"]["content"]) == ["application/octet-stream"]
+    assert {"400", "404", "406", "409"} <= set(responses)
+    assert list(responses["406"]["content"]) == ["application/json"]
+
+
+async def test_the_document_says_parameter_inputs_are_string_values(
+    http: httpx.AsyncClient,
+) -> None:
+    document = (await http.get("/schema/openapi.json")).json()
+
+    inputs = document["components"]["schemas"]["wire.ContinueRequest"]["properties"]
+    value = inputs["parameterInputs"]["additionalProperties"]
+
+    assert value["properties"]["type"] == {"const": "string"}
+    assert value["required"] == ["type", "value"]
+
+
+async def test_the_document_links_a_created_session_to_the_operations_on_it(
+    http: httpx.AsyncClient,
+) -> None:
+    create = await operation(http, "/{agent_rid}/sessions", "post")
+
+    links = create["responses"]["200"]["links"].values()
+
+    # get, delete, both continues, cancel, title, content, ragContext (a trace needs its id)
+    assert len(links) == 8
+    assert {link["parameters"]["path.session_rid"] for link in links} == {"$response.body#/rid"}
+
+
+async def test_a_message_id_the_engine_cannot_keep_is_refused_naming_it(
+    sdk: foundry_sdk.FoundryClient, http: httpx.AsyncClient
+) -> None:
+    created = sessions(sdk).create(ECHO)
+    url = f"/api/v2/aipAgents/agents/{ECHO}/sessions/{created.rid}/streamingContinue"
+    body = {"userInput": {"text": "hi"}, "parameterInputs": {}, "messageId": "not an id"}
+
+    response = await http.post(url, json=body)
+
+    message = assert_palantir_error(response, 400)["parameters"]["message"]
+    assert (
+        message == "messageId must be a UUID (or 1-64 letters, digits, '-' or '_'), got 'not an id'"
+    )
+    assert sessions(sdk).Content.get(ECHO, created.rid).exchanges == []
+
+
+async def test_a_blank_turn_is_refused_naming_user_input_text(
+    sdk: foundry_sdk.FoundryClient, http: httpx.AsyncClient
+) -> None:
+    created = sessions(sdk).create(ECHO)
+    url = f"/api/v2/aipAgents/agents/{ECHO}/sessions/{created.rid}/blockingContinue"
+
+    response = await http.post(url, json={"userInput": {"text": "  "}, "parameterInputs": {}})
+
+    assert assert_palantir_error(response, 400)["parameters"]["message"] == (
+        "userInput.text must not be empty"
+    )
+
+
 # --- Litestar's own errors, and turning the surface off ----------------------------------------
 
 

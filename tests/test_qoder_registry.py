@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC
 from typing import Any
 
 import anthropic
@@ -343,12 +344,15 @@ def test_an_unknown_model_is_a_bad_request_naming_model(client: anthropic.Anthro
     assert refused.value.body["error"]["param"] == "model"  # type: ignore[index]
 
 
-def test_a_claude_model_without_an_anthropic_key_is_a_bad_request_naming_model(
+def test_a_claude_model_without_an_anthropic_key_is_not_found_naming_model(
     client: anthropic.Anthropic,
 ) -> None:
-    with pytest.raises(anthropic.BadRequestError) as refused:
+    """As Anthropic's API answers a model it does not have: the name is well formed, the
+    model is not here."""
+    with pytest.raises(anthropic.NotFoundError) as refused:
         client.beta.agents.create(model="claude-sonnet-4-5", name="x")
 
+    assert refused.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     assert refused.value.body["error"]["param"] == "model"  # type: ignore[index]
     message = refused.value.body["error"]["message"]  # type: ignore[index]
     assert "'claude-sonnet-4-5' cannot be served: no Anthropic API key" in message
@@ -437,3 +441,147 @@ def test_a_wrong_key_is_an_authentication_error(server_factory: ServerFactory) -
     with pytest.raises(anthropic.AuthenticationError):
         sdk(server, "k-wrong").beta.agents.list()
     assert sdk(server, "k-alice").beta.environments.create(name="ok").name == "ok"
+
+
+# --- lists: empty values, cursors and filters, as the OpenAPI document states them -------
+
+
+async def test_empty_cursor_values_list_environments_as_if_none_were_given(
+    client: anthropic.Anthropic, http: httpx.AsyncClient
+) -> None:
+    client.beta.environments.create(name=unique("empty"))
+    url = f"{QODER}/environments"
+
+    plain = await http.get(url, params={"limit": 100})
+    empty = await http.get(url, params={"limit": 100, "page": "", "after_id": "", "before_id": ""})
+
+    assert empty.status_code == 200, empty.text
+    assert empty.json() == plain.json()
+
+
+async def test_empty_creation_time_filters_list_agents_as_if_none_were_given(
+    client: anthropic.Anthropic, http: httpx.AsyncClient
+) -> None:
+    echo_agent(client)
+    url = f"{QODER}/agents"
+
+    plain = await http.get(url, params={"limit": 100})
+    empty = await http.get(url, params={"limit": 100, "created_at[gte]": "", "created_at[lte]": ""})
+
+    assert empty.status_code == 200, empty.text
+    assert empty.json() == plain.json()
+
+
+async def test_a_page_of_another_shape_is_refused_naming_page_and_its_value(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get(f"{QODER}/environments", params={"page": "NaN"})
+
+    error = response.json()["error"]
+    assert (response.status_code, error["param"]) == (400, "page")
+    assert "'NaN'" in error["message"] and "after.<id> or before.<id>" in error["message"]
+
+
+async def test_a_page_naming_no_environment_goes_on_from_where_that_id_would_be(
+    client: anthropic.Anthropic, http: httpx.AsyncClient
+) -> None:
+    made = [client.beta.environments.create(name=unique("gap")).id for _ in range(2)]
+    between = made[0] + "0"  # after made[0] in id order, before made[1]
+
+    response = await http.get(f"{QODER}/environments", params={"page": f"after.{between}"})
+
+    assert response.status_code == 200, response.text
+    assert [e["id"] for e in response.json()["data"]][:1] == [made[1]]
+
+
+async def test_a_next_page_of_environments_is_after_the_last_id_listed(
+    client: anthropic.Anthropic, http: httpx.AsyncClient
+) -> None:
+    for _ in range(2):
+        client.beta.environments.create(name=unique("next"))
+
+    first = (await http.get(f"{QODER}/environments", params={"limit": 1})).json()
+
+    assert first["next_page"] == f"after.{first['last_id']}"
+
+
+def test_agents_are_filtered_by_a_date_read_as_its_midnight_utc(
+    client: anthropic.Anthropic,
+) -> None:
+    created = echo_agent(client)
+    day = created.created_at.astimezone(UTC).date().isoformat()
+
+    since = {agent.id for agent in client.beta.agents.list(created_at_gte=day, limit=100)}
+    until = {agent.id for agent in client.beta.agents.list(created_at_lte=day, limit=100)}
+
+    assert created.id in since and created.id not in until
+
+
+async def test_an_impossible_date_is_refused_naming_the_filter_and_the_value(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get(f"{QODER}/agents", params={"created_at[gte]": "2026-02-30"})
+
+    error = response.json()["error"]
+    assert (response.status_code, error["param"]) == (400, "created_at[gte]")
+    assert "'2026-02-30'" in error["message"] and "RFC 3339" in error["message"]
+
+
+async def test_an_agents_versions_page_is_the_number_of_the_next_version(
+    client: anthropic.Anthropic, http: httpx.AsyncClient
+) -> None:
+    created = echo_agent(client, system="v1")
+    client.beta.agents.update(created.id, system="v2")
+    url = f"{QODER}/agents/{created.id}/versions"
+
+    first = (await http.get(url, params={"limit": 1})).json()
+    second = (await http.get(url, params={"limit": 1, "page": first["next_page"]})).json()
+
+    assert first["next_page"] == "2"
+    assert [v["version"] for v in second["data"]] == [2] and second["next_page"] is None
+
+
+async def test_an_agents_versions_page_that_is_no_number_is_refused_naming_its_value(
+    client: anthropic.Anthropic, http: httpx.AsyncClient
+) -> None:
+    created = echo_agent(client)
+
+    response = await http.get(f"{QODER}/agents/{created.id}/versions", params={"page": "NaN"})
+
+    error = response.json()["error"]
+    assert (response.status_code, error["param"]) == (400, "page")
+    assert "'NaN'" in error["message"]
+
+
+# --- bodies, as the OpenAPI document states them -----------------------------------------
+
+
+async def test_the_document_requires_the_bodies_of_creates_and_not_of_updates(
+    http: httpx.AsyncClient,
+) -> None:
+    paths = (await http.get("/schema/openapi.json")).json()["paths"]
+
+    required = {
+        path: paths[f"{QODER}{path}"]["post"]["requestBody"]["required"]
+        for path in (
+            "/agents",
+            "/agents/{agent_id}",
+            "/environments",
+            "/environments/{environment_id}",
+        )
+    }
+
+    assert required == {
+        "/agents": True,
+        "/agents/{agent_id}": False,
+        "/environments": True,
+        "/environments/{environment_id}": False,
+    }
+
+
+async def test_creating_an_agent_without_a_body_is_refused_naming_model(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.post(f"{QODER}/agents")
+
+    assert (response.status_code, response.json()["error"]["param"]) == (400, "model")

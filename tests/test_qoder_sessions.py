@@ -635,3 +635,172 @@ async def test_deleting_a_session_ends_its_open_streams_with_session_deleted(
     assert deleted.json() == {"id": session["id"], "type": "session_deleted"}
     assert frames[-2].event == "session.status_idle"
     assert frames[-1].json()["session_id"] == session["id"]
+
+
+# --- lists, cursors and bodies, as the OpenAPI document states them ------------------------
+
+
+async def test_empty_cursor_agent_and_status_values_list_sessions_as_if_none_were_given(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    await qoder_session(http, environment_id)
+    empty = {"page": "", "after_id": "", "before_id": "", "agent_id": "", "statuses[]": ""}
+
+    plain = await http.get(f"{QODER}/sessions", params={"limit": 100})
+    given = await http.get(f"{QODER}/sessions", params={"limit": 100, **empty})
+
+    assert given.status_code == 200, given.text
+    assert [s["id"] for s in given.json()["data"]] == [s["id"] for s in plain.json()["data"]]
+
+
+async def test_sessions_after_one_the_caller_does_not_have_are_not_found_naming_after_id(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get(f"{QODER}/sessions", params={"after_id": "sess_nope"})
+
+    error = response.json()["error"]
+    assert (response.status_code, error["type"], error["param"]) == (
+        404,
+        "not_found_error",
+        "after_id",
+    )
+    assert "'sess_nope'" in error["message"]
+
+
+async def test_sessions_after_text_that_is_no_session_id_are_refused_naming_its_value(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.get(f"{QODER}/sessions", params={"after_id": "^"})
+
+    error = response.json()["error"]
+    assert (response.status_code, error["param"]) == (400, "after_id")
+    assert "'^'" in error["message"] and "sess_" in error["message"]
+
+
+async def test_a_session_page_naming_no_session_goes_on_from_its_creation_time(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    """Newest first, so a page after a time far ahead holds every session; none is named."""
+    await qoder_session(http, environment_id)
+
+    plain = await http.get(f"{QODER}/sessions", params={"limit": 100})
+    ahead = await http.get(
+        f"{QODER}/sessions", params={"limit": 100, "page": "after.99999999999999.none"}
+    )
+
+    assert ahead.status_code == 200, ahead.text
+    assert [s["id"] for s in ahead.json()["data"]] == [s["id"] for s in plain.json()["data"]]
+
+
+async def test_a_next_page_of_sessions_is_after_the_last_ones_time_and_id(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    for _ in range(2):
+        await qoder_session(http, environment_id)
+
+    first = (await http.get(f"{QODER}/sessions", params={"limit": 1})).json()
+
+    direction, created_ms, sid = first["next_page"].split(".")
+    assert (direction, f"sess_{sid}") == ("after", first["last_id"]) and created_ms.isdigit()
+
+
+async def test_a_whole_number_written_as_a_float_is_read_as_the_integer_it_is(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    session = await qoder_session(http, environment_id, delta_flush_interval_ms=250.0)
+
+    assert session["delta_flush_interval_ms"] == 250
+
+
+async def test_an_update_answers_200_with_the_session(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    session = await qoder_session(http, environment_id)
+
+    updated = await http.post(f"{QODER}/sessions/{session['id']}", json={"title": "renamed"})
+
+    assert (updated.status_code, updated.json()["title"]) == (200, "renamed")
+
+
+async def test_a_feature_parley_lacks_is_a_501_the_sdk_does_not_retry(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    body = {"agent": "echo", "environment_id": environment_id, "budget": {"max_usd": 1}}
+
+    response = await http.post(f"{QODER}/sessions", json=body)
+
+    assert response.status_code == 501
+    assert response.json()["error"]["type"] == "feature_not_available"
+    assert response.headers["x-should-retry"] == "false"
+
+
+async def test_an_event_whose_type_is_no_string_is_refused_naming_it(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    session = await qoder_session(http, environment_id)
+
+    response = await http.post(
+        f"{QODER}/sessions/{session['id']}/events", json={"events": [{"type": {}}]}
+    )
+
+    assert (response.status_code, response.json()["error"]["param"]) == (400, "events[0].type")
+
+
+async def test_events_after_a_turn_the_session_never_had_are_not_found_naming_after_id(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    session = await qoder_session(http, environment_id)
+
+    response = await http.get(
+        f"{QODER}/sessions/{session['id']}/events", params={"after_id": "evt_nope_09"}
+    )
+
+    error = response.json()["error"]
+    assert (response.status_code, error["type"], error["param"]) == (
+        404,
+        "not_found_error",
+        "after_id",
+    )
+
+
+async def test_events_after_text_that_is_no_event_id_are_refused_naming_its_value(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    session = await qoder_session(http, environment_id)
+
+    response = await http.get(f"{QODER}/sessions/{session['id']}/events", params={"page": "0"})
+
+    error = response.json()["error"]
+    assert (response.status_code, error["param"]) == (400, "page")
+    assert "'0'" in error["message"] and "evt_" in error["message"]
+
+
+async def test_an_events_next_page_is_the_id_of_the_last_event_listed(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    session = await qoder_session(http, environment_id)
+    await qoder_say(http, session["id"], "page me")
+    await read_frames(http, session["id"], stop=idle)
+    url = f"{QODER}/sessions/{session['id']}/events"
+
+    first = (await http.get(url, params={"limit": 2})).json()
+    rest = (await http.get(url, params={"limit": 100, "page": first["next_page"]})).json()
+    every = (await http.get(url, params={"limit": 100})).json()
+
+    assert first["next_page"] == first["last_id"]
+    ids = [e["id"] for e in every["data"]]
+    assert [e["id"] for e in first["data"] + rest["data"]] == ids
+
+
+async def test_a_stream_resumed_after_a_turn_the_session_never_had_is_not_found(
+    http: httpx.AsyncClient, environment_id: str
+) -> None:
+    session = await qoder_session(http, environment_id)
+
+    response = await http.get(
+        f"{QODER}/sessions/{session['id']}/events/stream",
+        headers={"Last-Event-ID": "evt_nope_09"},
+    )
+
+    error = response.json()["error"]
+    assert (response.status_code, error["param"]) == (404, "Last-Event-ID")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -29,6 +30,7 @@ from tests.support.sonaops import (
 )
 
 CONVERSATION = "/v1/chat/conversation"
+STREAM = "/v1/chat/stream"
 AGENTS = "/v1/agent/list"
 
 
@@ -256,6 +258,66 @@ async def test_an_agent_id_not_of_the_conversation_is_10400(http: httpx.AsyncCli
 
     [frame] = stream.bodies
     failed(frame, 10400, f"agentId default is not the agent of conversation {conversation}")
+
+
+async def test_a_request_with_no_body_is_10400_agent_id_is_required(
+    http: httpx.AsyncClient,
+) -> None:
+    response = await http.post(CONVERSATION, headers=native("sk-plain-1"))
+
+    refused(response, 200, 10400, "agentId is required")
+
+
+async def test_an_error_frame_is_event_stream_with_one_charset(http: httpx.AsyncClient) -> None:
+    response = await http.post("/v1/chat/stream", headers=native("sk-plain-1"))
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.text.startswith('data: {"code":10400,')
+
+
+async def test_the_document_says_a_chat_body_may_be_left_out(http: httpx.AsyncClient) -> None:
+    paths = (await http.get("/schema/openapi.json")).json()["paths"]
+
+    required = [paths[path]["post"]["requestBody"]["required"] for path in (CONVERSATION, STREAM)]
+
+    assert required == [False, False]
+
+
+async def test_the_document_says_a_200_answer_may_be_a_failure_envelope(
+    http: httpx.AsyncClient,
+) -> None:
+    document = (await http.get("/schema/openapi.json")).json()
+    answer = document["paths"][CONVERSATION]["post"]["responses"]["200"]["content"]
+    named = answer["application/json"]["schema"]["$ref"].removeprefix("#/components/schemas/")
+
+    fields = document["components"]["schemas"][named]["properties"]
+
+    assert fields["success"] == {"type": "boolean"}
+    assert {"type": "null"} in fields["data"]["anyOf"]
+
+
+async def test_the_document_states_the_agent_list_paging(http: httpx.AsyncClient) -> None:
+    document = (await http.get("/schema/openapi.json")).json()
+
+    parameters = document["paths"][AGENTS]["get"]["parameters"]
+
+    shapes = {p["name"]: (p["in"], p["schema"]) for p in parameters}
+    counted = {"type": "integer", "minimum": 1, "description": ANY}
+    assert shapes == {
+        "pageNum": ("query", {**counted, "maximum": 100_000, "default": 1}),
+        "pageSize": ("query", {**counted, "maximum": 100, "default": 20}),
+    }
+
+
+async def test_the_agent_list_pages_by_page_num_and_page_size(http: httpx.AsyncClient) -> None:
+    query = {"pageNum": "2", "pageSize": "1"}
+    headers = ACME.headers("GET", AGENTS, query=query)
+
+    listed = ok_data(await http.get(AGENTS, params=query, headers=headers))
+
+    assert (listed["pageNum"], listed["pageSize"], len(listed["list"])) == (2, 1, 1)
+    assert listed["list"][0]["agentId"] == "echo"  # agentId order: default, echo, ...
 
 
 async def test_litestars_own_errors_come_in_the_envelope(http: httpx.AsyncClient) -> None:

@@ -142,6 +142,8 @@ def _validation_problem(exc: ValidationException) -> Problem:
     if fields:
         first = fields[0]
         where = first.get("key")
+        if first.get("message") == "'data'":  # Litestar's KeyError: the body is missing
+            return Problem("invalid", "invalid_request", "this request needs a JSON body")
         text = readable(str(first.get("message", "is not valid")))
         message = text if where in (None, "", "data") else f"{where}: {text}"
     else:

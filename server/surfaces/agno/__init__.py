@@ -10,9 +10,10 @@ from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 
 from server.auth import Authenticator, bearer
+from server.openapi import BEARER, Contract
 from server.surfaces import Surface
 from server.surfaces.agno.agents import agents_router
-from server.surfaces.agno.errors import render
+from server.surfaces.agno.errors import ErrorBody, ValidationBody, render
 from server.surfaces.agno.runs import runs_router
 from server.surfaces.agno.sessions import sessions_router
 from server.surfaces.errors import SurfaceError
@@ -38,7 +39,8 @@ def surface(auth: Authenticator) -> Surface:
         runs_router(dependencies),
         agents_router(dependencies),
     ]
-    return Surface(name="agno", prefixes=PREFIXES, routers=routers, render=render)
+    contract = Contract(ErrorBody, bodies={422: ValidationBody}, security=BEARER)
+    return Surface("agno", PREFIXES, routers, render, contract)
 
 
 def _unauthorized(message: str) -> SurfaceError:

@@ -20,11 +20,18 @@ from litestar.status_codes import HTTP_200_OK
 from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
-from server.streaming import EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
 from server.surfaces.agno.errors import bad_request, invalid, no_session
-from server.surfaces.agno.ids import run_ids_of, session_id_of
+from server.surfaces.agno.ids import new_session_id, run_ids_of, session_id_of
 from server.surfaces.agno.stream import Run, run_frames, started_frame
-from server.surfaces.agno.wire import RunForm, run_output
+from server.surfaces.agno.wire import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    RunForm,
+    RunOutput,
+    RunRequest,
+    run_output,
+)
 from server.surfaces.errors import SurfaceError
 from streams import types as domain
 from streams.agent_store import RedisAgentCatalog
@@ -35,8 +42,7 @@ from streams.service import ConversationService
 from streams.types import NewSession, Turn
 
 AgentId = Annotated[str, Parameter(description="The agent's id, as in /v1/agents.")]
-_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+FORM = "application/x-www-form-urlencoded"  # what AgentOSClient sends; multipart is read too
 _MEDIA = ("images", "audio", "videos", "files", "input_files")
 _encode = msgspec.json.Encoder().encode
 
@@ -78,8 +84,8 @@ def _user_id(value: str | None) -> str | None:
 def _boolean(text: str) -> bool:
     """A form boolean, read as pydantic reads one."""
     lowered = text.strip().lower()
-    if lowered in _TRUE or lowered in _FALSE:
-        return lowered in _TRUE
+    if lowered in TRUE_WORDS or lowered in FALSE_WORDS:
+        return lowered in TRUE_WORDS
     raise invalid(
         ["body", "stream"],
         "Input should be a valid boolean, unable to interpret input",
@@ -94,7 +100,7 @@ async def _session(
     new = NewSession(agent_id=agent_id, user_id=form.user_id)
     if form.session_id is None:
         return await service.create_session(principal, new)
-    session = await service.get_or_create_session(principal, session_id_of(form.session_id), new)
+    session = await service.get_or_create_session(principal, new_session_id(form.session_id), new)
     if form.user_id is not None and session.user_id not in (None, form.user_id):
         raise no_session(form.session_id)
     if session.agent_id != agent_id:
@@ -107,7 +113,18 @@ async def _session(
     return session
 
 
-@post("/{agent_id:str}/runs", summary="Run the agent on a message", status_code=HTTP_200_OK)
+@post(
+    "/{agent_id:str}/runs",
+    summary="Run the agent on a message",
+    status_code=HTTP_200_OK,
+    opt={
+        "streams": EVENT_STREAM,
+        "answer": RunOutput,
+        "body": RunRequest,
+        "body_media": FORM,
+        "statuses": (409,),
+    },
+)
 async def create_run(
     agent_id: AgentId,
     request: Request[Any, Any, Any],

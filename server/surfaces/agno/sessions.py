@@ -18,7 +18,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from litestar.types import Dependencies
 
 from server.surfaces.agno.errors import bad_request, invalid, no_session
-from server.surfaces.agno.ids import run_ids_of, session_id_of
+from server.surfaces.agno.ids import new_session_id, run_ids_of, session_id_of
 from server.surfaces.agno.wire import (
     AgentSessionDetailSchema,
     CreateSessionRequest,
@@ -44,6 +44,10 @@ from streams.types import NewSession, SessionPatch, SessionSearch
 
 SessionId = Annotated[str, Parameter(description="The session id; dashed or undashed UUID.")]
 TypeQuery = Annotated[SessionType | None, Parameter(query="type")]
+# Parley has agent sessions only: another type is refused (400) when creating one.
+CreateTypeQuery = Annotated[
+    SessionType | None, Parameter(query="type", schema_extra={"enum": ["agent"]})
+]
 _SORTS: dict[str, domain.SearchSort] = {
     "created_at": "created",
     "updated_at": "updated",
@@ -138,19 +142,25 @@ async def _first_input(
     return page.items[0].input_text if page.items else None
 
 
-@post("/", summary="Create an agent session", status_code=HTTP_201_CREATED)
+@post(
+    "/",
+    summary="Create an agent session",
+    status_code=HTTP_201_CREATED,
+    opt={"statuses": (404, 409), "body_required": False},
+)
 async def create_session(
     service: ConversationService,
     agents: RedisAgentCatalog,
     principal: str,
     data: CreateSessionRequest | None = None,
-    session_type: TypeQuery = "agent",
+    session_type: CreateTypeQuery = "agent",
 ) -> AgentSessionDetailSchema:
-    """An id in use, by this key or another, is refused (409), never overwritten."""
+    """No body: a new session of the default agent, as AgentOS makes one. An id in use, by
+    this key or another, is refused (409), never overwritten; an unknown agent is 404."""
     body = data or CreateSessionRequest()
     if session_type != "agent":
         raise bad_request(f"Invalid session type: {session_type}")
-    sid = session_id_of(body.session_id) if body.session_id else None
+    sid = new_session_id(body.session_id) if body.session_id else None
     new = NewSession(
         agent_id=body.agent_id or DEFAULT_AGENT_ID,
         title=_name(body.session_name) if body.session_name is not None else None,

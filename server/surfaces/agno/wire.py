@@ -15,11 +15,44 @@ import msgspec
 
 from streams import types as domain
 from streams.agents import Agent as DomainAgent
-from streams.limits import Title, UserId
+from streams.limits import MAX_TITLE, Metadata, Title, UserId
 
 SessionType = Literal["agent", "team", "workflow"]
 RunStatus = Literal["RUNNING", "COMPLETED", "CANCELLED", "ERROR"]
-SessionName = Title
+# Parley's session ids (the service's ``check_id``), which dashed UUIDs are too;
+# ``(?![\s\S])`` ends the text in Python and JSON Schema alike (``$`` lets a final line
+# break through in Python).
+SESSION_ID = r"^[A-Za-z0-9_-]{1,64}(?![\s\S])"
+SESSION_ID_RULE = "1-64 characters of letters, digits, '-' or '_'"
+_EMPTY_OR_ID = r"^(?:[A-Za-z0-9_-]{1,64})?(?![\s\S])"  # empty: a new id, as AgentOS makes
+# Text with something besides whitespace: Python's ``\s`` is ``str.isspace``, the rule the
+# handlers check with ``str.strip``.
+NOT_BLANK = r"\S"
+# How a form boolean is read, as pydantic reads one: stripped, in any case.
+TRUE_WORDS = frozenset({"1", "on", "t", "true", "y", "yes"})
+FALSE_WORDS = frozenset({"0", "off", "f", "false", "n", "no"})
+_ANY_CASE = "|".join(
+    "".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in word)
+    for word in sorted(TRUE_WORDS | FALSE_WORDS)
+)
+BOOLEAN = rf"^\s*(?:{_ANY_CASE})\s*(?![\s\S])"
+
+# The rules a handler checks itself, in its own words, are only described here
+# (``extra_json_schema``); msgspec enforces the others while decoding.
+SessionName = Annotated[
+    Title,
+    msgspec.Meta(
+        description=f"Up to {MAX_TITLE} characters, no control characters, not blank.",
+        extra_json_schema={"minLength": 1, "allOf": [{"pattern": NOT_BLANK}]},
+    ),
+]
+SessionId = Annotated[
+    str,
+    msgspec.Meta(
+        description=f"{SESSION_ID_RULE} (a dashed UUID is one); empty for a new one.",
+        extra_json_schema={"maxLength": 64, "pattern": _EMPTY_OR_ID},
+    ),
+]
 RUN_STATUS: dict[domain.ExchangeStatus, RunStatus] = {
     "running": "RUNNING",
     "completed": "COMPLETED",
@@ -43,10 +76,10 @@ def seconds(ms: int) -> int:
 class CreateSessionRequest(msgspec.Struct, kw_only=True):
     """``metadata`` is Parley's session metadata, so its values are strings."""
 
-    session_id: str | None = None
+    session_id: SessionId | None = None
     session_name: SessionName | None = None
     session_state: dict[str, Any] | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     user_id: UserId | None = None
     agent_id: str | None = None
     team_id: str | None = None
@@ -58,7 +91,7 @@ class UpdateSessionRequest(msgspec.Struct, kw_only=True):
 
     session_name: SessionName | None = None
     session_state: dict[str, Any] | None = None
-    metadata: dict[str, str] | None = None
+    metadata: Metadata | None = None
     summary: dict[str, Any] | None = None
 
 
@@ -67,12 +100,36 @@ class RenameRequest(msgspec.Struct, kw_only=True):
 
 
 class DeleteSessionsRequest(msgspec.Struct, kw_only=True):
+    """``session_types[i]`` is the type of ``session_ids[i]``: the two lists must be of the
+    same length (refused with 400 otherwise)."""
+
     session_ids: Annotated[list[str], msgspec.Meta(min_length=1)]
     session_types: Annotated[list[SessionType], msgspec.Meta(min_length=1)]
 
 
+_Unsupported = Annotated[str, msgspec.Meta(max_length=0, description="Not supported: empty.")]
+
+
+class RunRequest(msgspec.Struct, kw_only=True):
+    """The form of ``POST /agents/{id}/runs`` as sent: every value text. Others are ignored.
+
+    ``stream`` is read as pydantic reads a boolean; an empty ``session_id`` or ``user_id`` is
+    none. Parley takes text only, so the media fields must be empty (and files are refused).
+    """
+
+    message: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": NOT_BLANK})]
+    stream: Annotated[str, msgspec.Meta(extra_json_schema={"pattern": BOOLEAN})] = "true"
+    session_id: SessionId = ""
+    user_id: UserId = ""
+    images: _Unsupported = ""
+    audio: _Unsupported = ""
+    videos: _Unsupported = ""
+    files: _Unsupported = ""
+    input_files: _Unsupported = ""
+
+
 class RunForm(msgspec.Struct, kw_only=True):
-    """The form fields of ``POST /agents/{id}/runs`` Parley reads; others are ignored."""
+    """The form fields of ``POST /agents/{id}/runs`` Parley reads, as read."""
 
     message: str
     stream: bool = True

@@ -8,9 +8,10 @@ from litestar import Request
 from litestar.di import Provide
 
 from server.auth import Authenticator, bearer
+from server.openapi import BEARER, Contract
 from server.surfaces import Surface
 from server.surfaces.native.agents import agents_router
-from server.surfaces.native.errors import render
+from server.surfaces.native.errors import ErrorBody, render
 from server.surfaces.native.keys import keys_router
 
 __all__ = ["PREFIXES", "render", "surface"]
@@ -45,4 +46,5 @@ def surface(auth: Authenticator) -> Surface:
         agents_router({**dependencies, **admins}),
         keys_router(admins, auth.keyring, auth.quotas),
     ]
-    return Surface(name="native", prefixes=PREFIXES, routers=routers, render=render)
+    contract = Contract(ErrorBody, security=BEARER)
+    return Surface("native", PREFIXES, routers, render, contract)

@@ -10,10 +10,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from server.surfaces.native.wire import Metadata
 from streams.agents import Agent, UpstreamRef
 from streams.backends.base import ModelSpec
-from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, NO_CONTROLS, check_metadata
+from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, NO_CONTROLS, Metadata, check_metadata
 
 AGENT_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
 

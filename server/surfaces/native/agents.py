@@ -15,6 +15,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
 from litestar.types import Dependencies
 
+from server.surfaces.cursors import KeysetCursorQuery, OffsetCursorQuery
 from server.surfaces.native.agent_wire import AGENT_ID_PATTERN, CreateAgent, PublishVersion
 from server.surfaces.native.wire import Page
 from streams.agent_store import RedisAgentCatalog
@@ -24,14 +25,19 @@ AgentIdParam = Annotated[str, Parameter(description="The agent's id.", pattern=A
 Limit = Annotated[int, Parameter(ge=1, le=100)]
 
 
-@post("/", summary="Create an agent (version 1)", status_code=HTTP_201_CREATED)
+@post(
+    "/",
+    summary="Create an agent (version 1)",
+    status_code=HTTP_201_CREATED,
+    opt={"statuses": (409,), "creates": {"agent_id": "/agentId"}},
+)
 async def create_agent(data: CreateAgent, agents: RedisAgentCatalog, admin: str) -> Agent:
     return await agents.create(data.agent())
 
 
 @get("/", summary="List agents, each at its latest version, in agentId order")
 async def list_agents(
-    agents: RedisAgentCatalog, principal: str, limit: Limit = 20, cursor: str | None = None
+    agents: RedisAgentCatalog, principal: str, limit: Limit = 20, cursor: KeysetCursorQuery = None
 ) -> Page[Agent]:
     page = await agents.list_agents(limit, cursor)
     return Page(page.items, page.next_cursor)
@@ -60,7 +66,7 @@ async def list_versions(
     agents: RedisAgentCatalog,
     principal: str,
     limit: Limit = 20,
-    cursor: str | None = None,
+    cursor: OffsetCursorQuery = None,
 ) -> Page[Agent]:
     page = await agents.list_versions(agent_id, limit, cursor)
     return Page(page.items, page.next_cursor)

@@ -13,7 +13,8 @@ from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
 from server.settings import Settings
-from server.streaming import EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.surfaces.cursors import KeysetCursorQuery, OffsetCursorQuery
 from server.surfaces.native.frames import json_frame, native_frames
 from server.surfaces.native.wire import (
     BatchDelete,
@@ -34,18 +35,13 @@ from streams.errors import InvalidInput
 from streams.service import ConversationService
 from streams.types import NewSession, SessionPatch, SessionQuery, Turn
 
-_STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
-_U64 = 2**64
+# A Redis stream id; 19 digits each keep it below 2**64 with a successor, which XRANGE needs.
+STREAM_ID = r"[0-9]{1,19}-[0-9]{1,19}"
+_STREAM_ID = re.compile(f"^{STREAM_ID}$")
+_EVENT_ID = {"pattern": f"^({STREAM_ID})?$"}  # empty: none
+LastEventIdHeader = Annotated[str, Parameter(header="Last-Event-ID", schema_extra=_EVENT_ID)]
+LastEventIdQuery = Annotated[str, Parameter(query="lastEventId", schema_extra=_EVENT_ID)]
 Sid = Annotated[str, Parameter(description="The session's conversationId.")]
-
-
-def _is_stream_id(value: str) -> bool:
-    """A Redis stream id that has a successor; others make XRANGE fail (a 400, not a 503)."""
-    match = _STREAM_ID.match(value)
-    if match is None:
-        return False
-    ms, seq = int(match[1]), int(match[2])
-    return ms < _U64 - 1 and seq < _U64
 
 
 def _new_session(body: CreateSession) -> NewSession:
@@ -59,11 +55,16 @@ def _new_session(body: CreateSession) -> NewSession:
     )
 
 
-@post("/", summary="Create a session")
+@post(
+    "/",
+    summary="Create a session; no body: the defaults",
+    opt={"statuses": (404, 409), "creates": {"conversation_id": "/conversationId"}},
+)
 async def create_session(
-    data: CreateSession, service: ConversationService, principal: str
+    service: ConversationService, principal: str, data: CreateSession | None = None
 ) -> Session:
-    return session_out(await service.create_session(principal, _new_session(data)))
+    body = data if data is not None else CreateSession()
+    return session_out(await service.create_session(principal, _new_session(body)))
 
 
 @get("/", summary="List sessions")
@@ -77,7 +78,7 @@ async def list_sessions(
     sort: Literal["createdAt", "updatedAt"] = "createdAt",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-    cursor: str | None = None,
+    cursor: KeysetCursorQuery = None,
 ) -> Page[Session]:
     query = SessionQuery(
         agent_id=agent_id,
@@ -140,7 +141,7 @@ async def list_exchanges(
     service: ConversationService,
     principal: str,
     limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-    cursor: str | None = None,
+    cursor: OffsetCursorQuery = None,
 ) -> Page[Exchange]:
     page = await service.list_exchanges(principal, conversation_id, limit, cursor)
     return page_out(page, exchange_out)
@@ -150,6 +151,7 @@ async def list_exchanges(
     "/{conversation_id:str}/blockingContinue",
     summary="Send a user turn; answer when the reply is done",
     status_code=HTTP_200_OK,
+    opt={"statuses": (409,)},
 )
 async def blocking_continue(
     conversation_id: Sid, data: ContinueBody, service: ConversationService, principal: str
@@ -162,6 +164,7 @@ async def blocking_continue(
     "/{conversation_id:str}/streamingContinue",
     summary="Send a user turn; stream the reply as SSE deltas",
     status_code=HTTP_200_OK,
+    opt={"streams": EVENT_STREAM, "statuses": (409,)},
 )
 async def streaming_continue(
     conversation_id: Sid,
@@ -187,18 +190,24 @@ async def streaming_continue(
     )
 
 
-@get("/{conversation_id:str}/stream", summary="Join or resume the exchange in flight (SSE)")
+@get(
+    "/{conversation_id:str}/stream",
+    summary="Join or resume the exchange in flight (SSE); 204 when none is",
+    opt={"streams": EVENT_STREAM, "statuses": (204, 403)},
+)
 async def stream(
     conversation_id: Sid,
     service: ConversationService,
     stream_principal: str,
     settings: Settings,
     open_streams: OpenStreams,
-    last_event_id: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
-    last_event_id_query: Annotated[str | None, Parameter(query="lastEventId")] = None,
+    last_event_id: Annotated[str, Parameter(header="Last-Event-ID", schema_extra=_EVENT_ID)] = "",
+    last_event_id_query: Annotated[
+        str, Parameter(query="lastEventId", schema_extra=_EVENT_ID)
+    ] = "",
 ) -> ASGIApp:
-    after = last_event_id or last_event_id_query
-    if after is not None and not _is_stream_id(after):
+    after = last_event_id or last_event_id_query or None  # empty: from the start
+    if after is not None and not _STREAM_ID.fullmatch(after):
         raise InvalidInput(
             "must be an event id this server sent, like 1700000000000-0", field="Last-Event-ID"
         )
@@ -209,7 +218,12 @@ async def stream(
     return StreamResponse(frames, headers=EVENT_STREAM_HEADERS, streams=open_streams)
 
 
-@post("/{conversation_id:str}/cancel", summary="Cancel the running exchange", status_code=200)
+@post(
+    "/{conversation_id:str}/cancel",
+    summary="Cancel the running exchange",
+    status_code=HTTP_200_OK,
+    opt={"statuses": (409,)},
+)
 async def cancel(
     conversation_id: Sid,
     service: ConversationService,

@@ -9,17 +9,20 @@ import msgspec
 
 from streams import types as domain
 from streams.clock import iso
-from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, Title, UserId, check_metadata
+from streams.limits import (
+    MAX_INTERVAL_MS,
+    MIN_INTERVAL_MS,
+    InputText,
+    Interval,
+    Metadata,
+    Title,
+    UserId,
+    check_metadata,
+)
 from streams.types import ExchangeStatus, SessionStatus
 
 T = TypeVar("T")
 D = TypeVar("D")
-
-Interval = Annotated[int, msgspec.Meta(description="Refresh interval in ms, 50-5000.")]
-Metadata = Annotated[
-    dict[str, str],
-    msgspec.Meta(description="Up to 16 string pairs; keys up to 64, values up to 512 chars."),
-]
 
 
 def check_interval(value: int | msgspec.UnsetType | None) -> None:
@@ -54,7 +57,7 @@ class PatchSession(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_
 
 
 class UserInputBody(msgspec.Struct, forbid_unknown_fields=True):
-    text: str
+    text: InputText
 
 
 class ContinueBody(msgspec.Struct, rename="camel", kw_only=True, forbid_unknown_fields=True):

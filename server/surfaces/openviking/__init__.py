@@ -9,9 +9,10 @@ from litestar.di import Provide
 from litestar.exceptions import NotAuthorizedException
 
 from server.auth import Authenticator, bearer
+from server.openapi import BEARER, Contract, api_key_header
 from server.surfaces import Surface
 from server.surfaces.errors import SurfaceError
-from server.surfaces.openviking.errors import render
+from server.surfaces.openviking.errors import BareErrorEnvelope, ErrorEnvelope, render
 from server.surfaces.openviking.sessions import sessions_router
 
 PREFIX = "/api/v1"
@@ -31,4 +32,6 @@ def surface(auth: Authenticator) -> Surface:
 
     dependencies = {"principal": Provide(principal)}
     routers = [sessions_router(PREFIX, dependencies)]
-    return Surface(name="openviking", prefixes=PREFIXES, routers=routers, render=render)
+    security = {**api_key_header("X-API-Key"), **BEARER}
+    contract = Contract((ErrorEnvelope, BareErrorEnvelope), security=security)
+    return Surface("openviking", PREFIXES, routers, render, contract)

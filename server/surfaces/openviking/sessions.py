@@ -20,6 +20,8 @@ from server.surfaces.errors import SurfaceError
 from server.surfaces.openviking.errors import ErrorInfo, session_not_found
 from server.surfaces.openviking.identity import agent_header, user_header, user_of
 from server.surfaces.openviking.wire import (
+    SESSION_ID,
+    SESSION_ID_RULE,
     Added,
     AddedBatch,
     AddMessageRequest,
@@ -33,6 +35,7 @@ from server.surfaces.openviking.wire import (
     Deleted,
     Envelope,
     Listed,
+    Message,
     SessionContextOut,
     SessionDetail,
     archive_out,
@@ -44,11 +47,16 @@ from server.surfaces.openviking.wire import (
 from streams.agents import DEFAULT_AGENT_ID
 from streams.errors import Conflict, NotFound
 from streams.paging import every_item
-from streams.service import ConversationService, check_id
+from streams.service import ConversationService
 from streams.types import ImportedMessage, NewSession, Session, SessionQuery
 
 AnyRequest = Request[Any, Any, Any]
 _ARCHIVE = re.compile(r"^archive_(\d{1,9})$")
+_SESSION_ID = re.compile(SESSION_ID)
+# A session a request may create: the id must be one Parley can store.
+NewSessionId = Annotated[
+    str, Parameter(description=f"{SESSION_ID_RULE}.", schema_extra={"pattern": SESSION_ID})
+]
 
 
 def _new(request: AnyRequest) -> NewSession:
@@ -57,11 +65,23 @@ def _new(request: AnyRequest) -> NewSession:
     )
 
 
+def _check_id(sid: str) -> None:
+    """The service's own check lets a final line break through; this one does not."""
+    if not _SESSION_ID.match(sid):
+        message = f"session_id must be {SESSION_ID_RULE}, not {sid[:70]!r}"
+        raise SurfaceError("invalid", "INVALID_ARGUMENT", message, {"field": "session_id"})
+
+
 def _already_exists(sid: str) -> SurfaceError:
     return SurfaceError("conflict", "ALREADY_EXISTS", f"Session '{sid}' already exists", {})
 
 
-@post("/", status_code=200, summary="Create a session")
+@post(
+    "/",
+    status_code=200,
+    summary="Create a session",
+    opt={"statuses": (409,), "body_required": False},
+)
 async def create_session(
     request: AnyRequest,
     service: ConversationService,
@@ -69,10 +89,10 @@ async def create_session(
     data: CreateSessionRequest | None = None,
 ) -> Envelope[Created]:
     """``X-OpenViking-Agent`` picks the Parley agent (default: ``default``). An id in use,
-    by this key or another, is refused and never overwritten."""
+    by this key or another, is refused and never overwritten. No body: a new id."""
     sid = (data or CreateSessionRequest()).session_id
     if sid is not None:
-        check_id(sid, "session_id")
+        _check_id(sid)
     try:
         session = await service.create_session(principal, _new(request), sid, exclusive=True)
     except Conflict:
@@ -102,9 +122,12 @@ async def get_session(
     request: AnyRequest,
     service: ConversationService,
     principal: str,
-    auto_create: bool = False,
+    auto_create: Annotated[
+        bool, Parameter(description=f"Create it if missing; its id must then be {SESSION_ID_RULE}.")
+    ] = False,
 ) -> Envelope[SessionDetail]:
     if auto_create:
+        _check_id(session_id)
         await service.get_or_create_session(principal, session_id, _new(request))
     try:
         return await _detail(request, service, principal, session_id)
@@ -148,6 +171,7 @@ async def _import(
     messages: list[ImportedMessage],
 ) -> Session:
     """Checked first, so a refused request creates no session; then auto-created."""
+    _check_id(sid)
     service.check_messages(messages)
     await service.get_or_create_session(principal, sid, _new(request))
     return await service.import_messages(principal, sid, messages)
@@ -157,10 +181,15 @@ async def _live_count(service: ConversationService, principal: str, sid: str) ->
     return len((await service.transcript(principal, sid)).live)
 
 
-@post("/{session_id:str}/messages", status_code=200, summary="Add a message; no model run")
+@post(
+    "/{session_id:str}/messages",
+    status_code=200,
+    summary="Add a message; no model run",
+    opt={"statuses": (409,)},
+)
 async def add_message(
-    session_id: str,
-    data: AddMessageRequest,
+    session_id: NewSessionId,
+    data: Message,
     request: AnyRequest,
     service: ConversationService,
     principal: str,
@@ -169,9 +198,14 @@ async def add_message(
     return ok(Added(session_id, await _live_count(service, principal, session_id)))
 
 
-@post("/{session_id:str}/messages/batch", status_code=200, summary="Add up to 100 messages")
+@post(
+    "/{session_id:str}/messages/batch",
+    status_code=200,
+    summary="Add up to 100 messages",
+    opt={"statuses": (409,)},
+)
 async def add_messages(
-    session_id: str,
+    session_id: NewSessionId,
     data: BatchMessagesRequest,
     request: AnyRequest,
     service: ConversationService,
@@ -183,7 +217,12 @@ async def add_messages(
     return ok(AddedBatch(session_id, count, len(messages)))
 
 
-@post("/{session_id:str}/commit", status_code=200, summary="Archive and summarise old messages")
+@post(
+    "/{session_id:str}/commit",
+    status_code=200,
+    summary="Archive and summarise old messages",
+    opt={"statuses": (409,), "body_required": False},
+)
 async def commit_session(
     session_id: str,
     service: ConversationService,
@@ -207,8 +246,9 @@ async def get_context(
     session_id: str,
     service: ConversationService,
     principal: str,
-    token_budget: int = 128_000,
+    token_budget: Annotated[int, Parameter(schema_extra={"minimum": 0})] = 128_000,
 ) -> Envelope[SessionContextOut]:
+    """A negative ``token_budget`` is refused: 400 ``INVALID_ARGUMENT``."""
     if token_budget < 0:
         raise SurfaceError(
             "invalid",

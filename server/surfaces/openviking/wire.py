@@ -15,6 +15,13 @@ from streams.types import Archive, HistoryMessage, SessionContext, Transcript, U
 
 T = TypeVar("T")
 MAX_BATCH = 100
+# Parley's session ids (``check_id``); ``(?![\s\S])`` ends the text in Python and JSON Schema
+# alike, where ``$`` would let a final line break through in Python.
+SESSION_ID = r"^[A-Za-z0-9_-]{1,64}(?![\s\S])"
+SESSION_ID_RULE = "1-64 characters of letters, digits, '-' or '_'"
+# Text with something besides whitespace: Python's ``\s`` is ``str.isspace``, the service's
+# ``str.strip`` rule for a message.
+NOT_BLANK = r"\S"
 
 
 class Envelope(msgspec.Struct, Generic[T]):
@@ -40,15 +47,26 @@ class User(msgspec.Struct):
 # --- requests ------------------------------------------------------------------------------
 
 
+# The rules below a handler checks itself, with a message that names the value, are only
+# described here (``extra_json_schema``); msgspec enforces the others while decoding.
+SessionId = Annotated[
+    str,
+    msgspec.Meta(
+        description=f"{SESSION_ID_RULE}.",
+        extra_json_schema={"minLength": 1, "maxLength": 64, "pattern": SESSION_ID},
+    ),
+]
+
+
 class CreateSessionRequest(msgspec.Struct):
-    session_id: str | None = None
+    session_id: SessionId | None = None
     telemetry: Any = None
 
 
 class Part(msgspec.Struct):
     """Only text parts are taken; context and tool parts are refused (not modelled)."""
 
-    type: str
+    type: Annotated[str, msgspec.Meta(extra_json_schema={"enum": ["text"]})]
     text: str | None = None
 
 
@@ -61,8 +79,41 @@ class AddMessageRequest(msgspec.Struct):
     telemetry: Any = None
 
 
+# What makes a message: ``parts`` (which win) with some text in them, or else ``content``
+# with some text. The service refuses a blank message; a longer one than its
+# ``max_input_chars`` too, which is configuration, not schema.
+_HAS_TEXT = {"type": "string", "pattern": NOT_BLANK}
+_SOME_TEXT = {
+    "anyOf": [
+        {
+            "required": ["parts"],
+            "properties": {
+                "parts": {
+                    "type": "array",
+                    "contains": {"required": ["text"], "properties": {"text": _HAS_TEXT}},
+                }
+            },
+        },
+        {
+            "required": ["content"],
+            "properties": {"content": _HAS_TEXT, "parts": {"type": "null"}},
+        },
+    ]
+}
+Message = Annotated[
+    AddMessageRequest,
+    msgspec.Meta(
+        description="Either 'content' or 'parts' must be provided, and hold some text.",
+        extra_json_schema=_SOME_TEXT,
+    ),
+]
+
+
 class BatchMessagesRequest(msgspec.Struct):
-    messages: Annotated[list[AddMessageRequest], msgspec.Meta(max_length=MAX_BATCH)]
+    # An empty batch is refused by the service, in its words ("must hold 1 to 100").
+    messages: Annotated[
+        list[Message], msgspec.Meta(max_length=MAX_BATCH, extra_json_schema={"minItems": 1})
+    ]
     telemetry: Any = None
 
 

@@ -8,9 +8,10 @@ from litestar import Request
 from litestar.di import Provide
 
 from server.auth import Authenticator, bearer
+from server.openapi import BEARER, Contract
 from server.surfaces import Surface
 from server.surfaces.palantir.agents import agents_router
-from server.surfaces.palantir.errors import render
+from server.surfaces.palantir.errors import ErrorBody, render
 from server.surfaces.palantir.sessions import sessions_router
 
 PREFIXES = ("/api/v2/aipAgents",)
@@ -22,4 +23,5 @@ def surface(auth: Authenticator) -> Surface:
 
     dependencies = {"principal": Provide(principal)}
     routers = [sessions_router(dependencies), agents_router(dependencies)]
-    return Surface(name="palantir", prefixes=PREFIXES, routers=routers, render=render)
+    contract = Contract(ErrorBody, security=BEARER)
+    return Surface("palantir", PREFIXES, routers, render, contract)

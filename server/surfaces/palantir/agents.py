@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Router, get
-from litestar.params import Parameter
 from litestar.types import Dependencies
 
+from server.surfaces.palantir.params import (
+    VERSIONS_TOKEN,
+    AgentRid,
+    PageSize,
+    VersionPath,
+    VersionQuery,
+    VersionsPageToken,
+    page_token_of,
+)
 from server.surfaces.palantir.resolve import agent_id_of, version_of
 from server.surfaces.palantir.wire import (
     Agent,
@@ -18,15 +24,13 @@ from server.surfaces.palantir.wire import (
 )
 from streams.agent_store import RedisAgentCatalog
 
-AgentRid = Annotated[str, Parameter(description="ri.aip-agents..agent.<agentId>")]
-
 
 @get("/{agent_rid:str}", summary="An agent, at its latest version or ?version=")
 async def get_agent(
     agent_rid: AgentRid,
     agents: RedisAgentCatalog,
     principal: str,
-    version: str | None = None,
+    version: VersionQuery = None,
 ) -> Agent:
     agent_id = agent_id_of(agent_rid)
     number = version_of(agent_rid, version) if version is not None else None
@@ -38,17 +42,18 @@ async def list_versions(
     agent_rid: AgentRid,
     agents: RedisAgentCatalog,
     principal: str,
-    page_size: Annotated[int, Parameter(query="pageSize", ge=1, le=100)] = 100,
-    page_token: Annotated[str | None, Parameter(query="pageToken")] = None,
+    page_size: PageSize = 100,
+    page_token: VersionsPageToken = None,
 ) -> AgentVersionsPage:
-    page = await agents.list_versions(agent_id_of(agent_rid), page_size, page_token)
+    token = page_token_of(page_token, VERSIONS_TOKEN)
+    page = await agents.list_versions(agent_id_of(agent_rid), page_size, token)
     data = [agent_version_out(agent) for agent in page.items]
     return AgentVersionsPage(data=data, next_page_token=page.next_cursor)
 
 
 @get("/{agent_rid:str}/agentVersions/{version:str}", summary="One version of an agent")
 async def get_version(
-    agent_rid: AgentRid, version: str, agents: RedisAgentCatalog, principal: str
+    agent_rid: AgentRid, version: VersionPath, agents: RedisAgentCatalog, principal: str
 ) -> AgentVersion:
     agent = await agents.get(agent_id_of(agent_rid), version_of(agent_rid, version))
     return agent_version_out(agent)

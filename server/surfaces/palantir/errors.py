@@ -47,6 +47,8 @@ _GENERIC = {
     431: "Default:RequestHeaderFieldsTooLarge",
     503: "Default:ServiceUnavailable",
 }
+# The engine's field names, as Palantir's bodies and parameters call them.
+LABELS = {"input_text": "userInput.text", "parameters": "parameterInputs", "cursor": "pageToken"}
 # Named errors whose status differs from the engine kind's.
 _STATUS = {"CancelSessionFailedMessageNotInProgress": 400, "SessionTraceIdAlreadyExists": 400}
 
@@ -99,4 +101,5 @@ def _named(request: Request[Any, Any, Any], problem: Problem) -> tuple[str, dict
     if problem.code == "context_too_large":
         return "ContextSizeExceededLimit", {**ids, "details": problem.message}
     generic = _GENERIC.get(problem.status, "Default:Internal")
-    return generic, {**ids, "message": problem.message, "code": problem.code}
+    message = error.describe(LABELS) if error is not None else problem.message
+    return generic, {**ids, "message": message, "code": problem.code}

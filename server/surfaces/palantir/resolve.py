@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from server.surfaces.errors import SurfaceError
-from server.surfaces.palantir.ids import AGENT_RID, SESSION_RID, parse_rid, parse_version
+from server.surfaces.palantir.ids import (
+    AGENT_RID,
+    SESSION_RID,
+    VERSION_PATTERN,
+    parse_rid,
+    parse_version,
+)
 from streams.types import Session
 
 
@@ -26,15 +32,13 @@ def no_session(agent_rid: str, rid: str) -> SurfaceError:
     return SurfaceError("not_found", "SessionNotFound", f"no session {rid}", ids)
 
 
-def version_of(agent_rid: str, text: str) -> int:
+def version_of(agent_rid: str, text: str, field: str = "version") -> int:
+    """``field`` is what the request calls it: ``version`` or the body's ``agentVersion``."""
     version = parse_version(text)
     if version is None:
-        raise SurfaceError(
-            "invalid",
-            "InvalidAgentVersion",
-            f"agent version {text!r} is not of the form N.0",
-            {"agentRid": agent_rid, "version": text},
-        )
+        message = f"{field} must be N.0 or N, matching {VERSION_PATTERN}; got {text[:80]!r}"
+        details = {"agentRid": agent_rid, "version": text, "message": message}
+        raise SurfaceError("invalid", "InvalidAgentVersion", message, details)
     return version
 
 

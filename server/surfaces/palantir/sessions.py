@@ -6,19 +6,27 @@ its id here is the RID ``ri.aip-agents..session.<conversationId>``.
 
 from __future__ import annotations
 
+import re
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Router, delete, get, post, put
 from litestar.exceptions import HTTPException
-from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
 from server.streaming import OpenStreams, StreamResponse
 from server.surfaces.errors import SurfaceError
-from server.surfaces.palantir.ids import trace_id
+from server.surfaces.palantir.ids import ID_PATTERN, trace_id
+from server.surfaces.palantir.params import (
+    SESSIONS_TOKEN,
+    AgentRid,
+    PageSize,
+    SessionRid,
+    SessionsPageToken,
+    page_token_of,
+)
 from server.surfaces.palantir.resolve import (
     agent_id_of,
     check_agent,
@@ -48,10 +56,6 @@ from streams import types as domain
 from streams.service import ConversationService
 from streams.types import NewSession, SessionPatch, SessionQuery, Turn
 
-AgentRid = Annotated[str, Parameter(description="ri.aip-agents..agent.<agentId>")]
-SessionRid = Annotated[str, Parameter(description="ri.aip-agents..session.<conversationId>")]
-PageSizeQuery = Annotated[int, Parameter(query="pageSize", ge=1, le=100)]
-PageTokenQuery = Annotated[str | None, Parameter(query="pageToken")]
 _ACCEPTED = ("application/octet-stream", "application/json", "application/*", "*/*")
 
 
@@ -84,12 +88,35 @@ def _parameters(agent_rid: str, rid: str, inputs: dict[str, dict[str, Any]]) -> 
     return values
 
 
+def _exchange_id(agent_rid: str, rid: str, field: str, value: str | None) -> str | None:
+    """``messageId`` or ``sessionTraceId`` as the exchange's id: None for none or an empty
+    one, refused when the engine could not keep it (``fullmatch``, as the schema's pattern
+    reads: a final line break is no part of an id)."""
+    if not value:
+        return None
+    if re.fullmatch(ID_PATTERN, value) is None:
+        message = (
+            f"{field} must be a UUID (or 1-64 letters, digits, '-' or '_'), got {value[:80]!r}"
+        )
+        ids = {"agentRid": agent_rid, "sessionRid": rid}
+        details = {**ids, "message": message, "code": "invalid_input"}
+        raise SurfaceError("invalid", "Default:InvalidArgument", message, details)
+    return value
+
+
 def _turn(agent_rid: str, rid: str, body: ContinueRequest, exchange_id: str | None) -> Turn:
     parameters = _parameters(agent_rid, rid, body.parameter_inputs)
     return Turn(text=body.user_input.text, exchange_id=exchange_id, parameters=parameters)
 
 
-@post("/{agent_rid:str}/sessions", summary="Create a session", status_code=HTTP_200_OK)
+@post(
+    "/{agent_rid:str}/sessions",
+    summary="Create a session",
+    status_code=HTTP_200_OK,
+    # No body (or null): the agent's latest version. Its answer's rid names the session the
+    # operations under it take.
+    opt={"body_required": False, "creates": {"session_rid": "/rid"}},
+)
 async def create_session(
     agent_rid: AgentRid,
     service: ConversationService,
@@ -97,7 +124,7 @@ async def create_session(
     data: CreateSessionRequest | None = None,
 ) -> Session:
     wanted = data.agent_version if data else None
-    version = version_of(agent_rid, wanted) if wanted is not None else None
+    version = version_of(agent_rid, wanted, "agentVersion") if wanted is not None else None
     new = NewSession(agent_id=agent_id_of(agent_rid), agent_version=version)
     return session_out(await service.create_session(principal, new))
 
@@ -114,10 +141,11 @@ async def list_sessions(
     agent_rid: AgentRid,
     service: ConversationService,
     principal: str,
-    page_size: PageSizeQuery = 100,
-    page_token: PageTokenQuery = None,
+    page_size: PageSize = 100,
+    page_token: SessionsPageToken = None,
 ) -> SessionsPage:
-    query = SessionQuery(agent_id=agent_id_of(agent_rid), limit=page_size, cursor=page_token)
+    token = page_token_of(page_token, SESSIONS_TOKEN)
+    query = SessionQuery(agent_id=agent_id_of(agent_rid), limit=page_size, cursor=token)
     page = await service.list_sessions(principal, query)
     data = [session_out(s) for s in page.items]
     return SessionsPage(data=data, next_page_token=page.next_cursor)
@@ -127,10 +155,11 @@ async def list_sessions(
 async def all_sessions(
     service: ConversationService,
     principal: str,
-    page_size: PageSizeQuery = 100,
-    page_token: PageTokenQuery = None,
+    page_size: PageSize = 100,
+    page_token: SessionsPageToken = None,
 ) -> SessionsPage:
-    page = await service.list_sessions(principal, SessionQuery(limit=page_size, cursor=page_token))
+    token = page_token_of(page_token, SESSIONS_TOKEN)
+    page = await service.list_sessions(principal, SessionQuery(limit=page_size, cursor=token))
     data = [session_out(s) for s in page.items]
     return SessionsPage(data=data, next_page_token=page.next_cursor)
 
@@ -147,6 +176,8 @@ async def delete_session(
     "/{agent_rid:str}/sessions/{session_rid:str}/blockingContinue",
     summary="Send a user turn; answer when the reply is done",
     status_code=HTTP_200_OK,
+    # 409: a reply already running; 500: SessionExecutionFailed, the model's reply failed
+    opt={"statuses": (409, 500)},
 )
 async def blocking_continue(
     agent_rid: AgentRid,
@@ -156,7 +187,8 @@ async def blocking_continue(
     principal: str,
 ) -> SessionExchangeResult:
     session = await _session(service, principal, agent_rid, session_rid)
-    turn = _turn(agent_rid, session_rid, data, data.session_trace_id)
+    trace = _exchange_id(agent_rid, session_rid, "sessionTraceId", data.session_trace_id)
+    turn = _turn(agent_rid, session_rid, data, trace)
     exchange = await service.blocking_continue(principal, session.session_id, turn)
     if exchange.status == "failed":
         raise _failed(agent_rid, session_rid, exchange)
@@ -178,6 +210,8 @@ def _failed(agent_rid: str, rid: str, exchange: domain.Exchange) -> SurfaceError
     "/{agent_rid:str}/sessions/{session_rid:str}/streamingContinue",
     summary="Send a user turn; stream the reply's markdown as raw bytes",
     status_code=HTTP_200_OK,
+    # 406: an Accept it cannot answer; 409: a reply already running
+    opt={"streams": "application/octet-stream", "statuses": (406, 409)},
 )
 async def streaming_continue(
     request: Request[Any, Any, Any],
@@ -191,7 +225,9 @@ async def streaming_continue(
 ) -> ASGIApp:
     _check_accept(request.headers.get("accept"))
     session = await _session(service, principal, agent_rid, session_rid)
-    exchange_id = data.message_id or data.session_trace_id or str(uuid.uuid4())
+    message_id = _exchange_id(agent_rid, session_rid, "messageId", data.message_id)
+    trace = _exchange_id(agent_rid, session_rid, "sessionTraceId", data.session_trace_id)
+    exchange_id = message_id or trace or str(uuid.uuid4())
     turn = _turn(agent_rid, session_rid, data, exchange_id)
     watch = await service.streaming_continue(principal, session.session_id, turn)
     chunks = text_chunks(watch, exporter.metrics.delivered)

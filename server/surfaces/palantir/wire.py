@@ -1,8 +1,9 @@
 """The Palantir AIP Agents v2 wire: camelCase bodies and responses, and their mapping.
 
-Request bodies accept unknown fields, as Palantir's own server does, so newer SDKs that send
-more still work. Optional response fields are omitted when empty: the SDK pages while
-``nextPageToken`` is present.
+Request bodies refuse unknown fields, as the Conjure wire spec has Palantir's servers do
+("Servers must reject all unexpected JSON fields"), so a misspelt field is a 400 rather than
+silently dropped; the document says so (``additionalProperties: false``). Optional response
+fields are omitted when empty: the SDK pages while ``nextPageToken`` is present.
 """
 
 from __future__ import annotations
@@ -11,11 +12,18 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from server.surfaces.palantir.ids import agent_rid, session_rid, trace_id, version_string
+from server.surfaces.palantir.ids import (
+    ID_PATTERN,
+    VERSION_PATTERN,
+    agent_rid,
+    session_rid,
+    trace_id,
+    version_string,
+)
 from streams import types as domain
 from streams.agents import Agent as DomainAgent
 from streams.clock import iso
-from streams.limits import MAX_TITLE, NO_CONTROLS
+from streams.limits import MAX_TITLE, NO_CONTROLS, InputText
 
 TITLE_MAX = MAX_TITLE
 # A title longer than TITLE_MAX is cut to it; one longer than this is no title anyone meant,
@@ -31,39 +39,94 @@ SentTitle = Annotated[
 ]
 
 
-class UserTextInput(msgspec.Struct):
+# Checked by the handler, which answers InvalidAgentVersion (as the SDK expects) for another.
+SentVersion = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"pattern": VERSION_PATTERN, "examples": ["1.0"]},
+        description="N.0 or N; Parley's versions have no minor part.",
+    ),
+]
+
+
+# The engine takes at most this many parameter values in a turn (streams.service).
+PARAMETERS_MAX = 64
+# Checked by the handler, which answers InvalidParameterType for a type Parley does not take.
+StringParameter = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description='{"type": "string", "value": ...}: Parley takes no other type.',
+        extra_json_schema={
+            "properties": {"type": {"const": "string"}, "value": {"type": "string"}},
+            "required": ["type", "value"],
+        },
+    ),
+]
+ParameterInputs = Annotated[
+    dict[str, StringParameter],
+    msgspec.Meta(
+        description="The model gets them as named context.",
+        extra_json_schema={"maxProperties": PARAMETERS_MAX},
+    ),
+]
+# An exchange id: the SDK sends a UUID; an empty one is none. Checked by the handler.
+EXCHANGE_ID_PATTERN = f"^$|^{ID_PATTERN}$"
+ExchangeId = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"pattern": EXCHANGE_ID_PATTERN},
+        description="A UUID (or any 1-64 letters, digits, '-' or '_').",
+    ),
+]
+
+
+class StrictBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A request body (or a part of one): unknown fields are refused."""
+
+
+class UserTextInput(StrictBody):
+    """The user's text as an exchange holds it (and as ragContext takes it, unchecked)."""
+
     text: str
 
 
-class CreateSessionRequest(msgspec.Struct, rename="camel", kw_only=True):
-    agent_version: str | None = None
+class TurnInput(StrictBody):
+    """The user's turn in a continue: the service refuses blank text."""
+
+    text: InputText
 
 
-class ContinueRequest(msgspec.Struct, rename="camel", kw_only=True):
+class CreateSessionRequest(StrictBody, rename="camel", kw_only=True):
+    agent_version: SentVersion | None = None
+
+
+class ContinueRequest(StrictBody, rename="camel", kw_only=True):
     """blockingContinue and streamingContinue; ``messageId`` is streaming's only.
 
     ``parameterInputs`` values are checked by type in the handler, so a type Parley does not
     take gets Palantir's own ``InvalidParameterType`` rather than a generic 400.
     """
 
-    user_input: UserTextInput
-    parameter_inputs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+    user_input: TurnInput
+    parameter_inputs: ParameterInputs = msgspec.field(default_factory=dict)
     contexts_override: list[dict[str, Any]] | None = None
-    session_trace_id: str | None = None
-    message_id: str | None = None
+    session_trace_id: ExchangeId | None = None
+    message_id: ExchangeId | None = None
 
 
-class RagContextRequest(msgspec.Struct, rename="camel", kw_only=True):
+class RagContextRequest(StrictBody, rename="camel", kw_only=True):
+    """Parley does no retrieval, so nothing here is checked past its shape."""
+
     user_input: UserTextInput
     parameter_inputs: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
-class CancelRequest(msgspec.Struct, rename="camel", kw_only=True):
+class CancelRequest(StrictBody, rename="camel", kw_only=True):
     message_id: str
     response: str | None = None
 
 
-class UpdateTitleRequest(msgspec.Struct, kw_only=True):
+class UpdateTitleRequest(StrictBody, kw_only=True):
     title: SentTitle
 
 

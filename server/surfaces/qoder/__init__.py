@@ -18,10 +18,11 @@ from litestar.types import Dependencies
 
 from server.auth import Authenticator, bearer
 from server.keyring import ApiKey
+from server.openapi import BEARER, Contract, api_key_header
 from server.surfaces import Surface
 from server.surfaces.qoder.agents import agents_router
 from server.surfaces.qoder.environments import environments_router
-from server.surfaces.qoder.errors import api_error, render
+from server.surfaces.qoder.errors import ErrorBody, api_error, render
 from server.surfaces.qoder.events import events_router
 from server.surfaces.qoder.sessions import sessions_router
 from server.surfaces.qoder.stream import stream_router
@@ -63,4 +64,5 @@ def surface(auth: Authenticator) -> Surface:
 
     dependencies = {"principal": Provide(principal), "admin": Provide(admin)}
     routers = [make(mount, dependencies) for mount in MOUNTS for make in ROUTERS]
-    return Surface(name="qoder", prefixes=MOUNTS, routers=routers, render=render)
+    contract = Contract(ErrorBody, security={**BEARER, **api_key_header("x-api-key")})
+    return Surface("qoder", MOUNTS, routers, render, contract)

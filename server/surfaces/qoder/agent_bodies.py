@@ -13,20 +13,47 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from server.surfaces.qoder.bodies import checked_metadata
+from server.surfaces.qoder.bodies import MetadataPatch, checked_metadata
 from server.surfaces.qoder.errors import api_error
-from server.surfaces.qoder.models import model_spec
+from server.surfaces.qoder.models import MODEL_PATTERN, model_spec
 from streams.agents import Agent
-from streams.limits import NO_CONTROLS
+from streams.limits import NO_CONTROLS, Metadata
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_CONTROLS)]
 Description = Annotated[str, msgspec.Meta(max_length=2_000)]
 System = Annotated[str, msgspec.Meta(max_length=200_000)]
-ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# The pattern is checked by model_spec, whose refusal lists the models there are.
+ModelName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=256,
+        description="synthetic-<mode>, claude-…, gpt-… or openai/<name>; one whose upstream "
+        "has no key here is not found.",
+        extra_json_schema={"pattern": MODEL_PATTERN},
+    ),
+]
 ServerName = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2_000)]
-Tools = Annotated[list[dict[str, Any]], msgspec.Meta(max_length=256)]
 TOOL_TYPES = ("agent_toolset_20260401", "mcp_toolset", "custom")
+_TOOL = {
+    "type": "object",
+    "properties": {"type": {"enum": list(TOOL_TYPES)}},
+    "required": ["type"],
+    "if": {"properties": {"type": {"const": "mcp_toolset"}}},
+    "then": {
+        "properties": {"mcp_server_name": {"type": "string"}},
+        "required": ["mcp_server_name"],
+    },
+}
+Tool = Annotated[dict[str, Any], msgspec.Meta(extra_json_schema=_TOOL)]
+Tools = Annotated[
+    list[Tool],
+    msgspec.Meta(
+        max_length=256,
+        description="Stored, never run. An mcp_toolset names a server of mcp_servers.",
+    ),
+]
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -45,7 +72,16 @@ class McpServer(msgspec.Struct, forbid_unknown_fields=True):
     url: Url
 
 
-McpServers = Annotated[list[McpServer], msgspec.Meta(max_length=20)]
+McpServers = Annotated[
+    list[McpServer],
+    msgspec.Meta(
+        max_length=20,
+        description="Names unique, each used by an mcp_toolset of tools. Stored, never run.",
+    ),
+]
+
+
+_NONE = {"maxItems": 0}
 
 
 class ServiceAccount(msgspec.Struct, tag_field="type", tag="service_account"):
@@ -55,8 +91,25 @@ class ServiceAccount(msgspec.Struct, tag_field="type", tag="service_account"):
 class _Unsupported(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Fields Anthropic's API takes that Parley cannot honour: refused unless empty."""
 
-    skills: list[dict[str, Any]] | msgspec.UnsetType | None = msgspec.UNSET
-    multiagent: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
+    skills: (
+        Annotated[
+            list[dict[str, Any]],
+            msgspec.Meta(description="Parley has no skills: empty.", extra_json_schema=_NONE),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+    multiagent: (
+        Annotated[
+            dict[str, Any],
+            msgspec.Meta(
+                description="Parley agents are single-threaded: empty.",
+                extra_json_schema={"maxProperties": 0},
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
     execution_identity: ServiceAccount | msgspec.UnsetType | None = msgspec.UNSET
 
     def refuse_what_is_set(self) -> None:
@@ -76,7 +129,7 @@ class CreateAgentBody(_Unsupported, kw_only=True, forbid_unknown_fields=True):
     instructions: System | None = None
     tools: Tools | None = None
     mcp_servers: McpServers | None = None
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
 
     def agent(self, agent_id: str) -> Agent:
         self.refuse_what_is_set()
@@ -109,7 +162,7 @@ class UpdateAgentBody(_Unsupported, kw_only=True, forbid_unknown_fields=True):
     instructions: System | msgspec.UnsetType | None = msgspec.UNSET
     tools: Tools | msgspec.UnsetType | None = msgspec.UNSET
     mcp_servers: McpServers | msgspec.UnsetType | None = msgspec.UNSET
-    metadata: dict[str, str | None] | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: MetadataPatch | msgspec.UnsetType | None = msgspec.UNSET
 
     def applied_to(self, latest: Agent) -> Agent:
         self.refuse_what_is_set()

@@ -11,7 +11,6 @@ sessions. Lists go in agent id order.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from litestar import Request, Router, get, post
@@ -22,7 +21,19 @@ from server.surfaces.qoder.agent_bodies import CreateAgentBody, UpdateAgentBody
 from server.surfaces.qoder.agent_wire import AgentBody, agent_out
 from server.surfaces.qoder.bodies import read_body
 from server.surfaces.qoder.errors import api_error, archived_error
-from server.surfaces.qoder.listing import AfterId, BeforeId, Limit, ListBody, Page, list_body
+from server.surfaces.qoder.listing import (
+    END,
+    AfterId,
+    BeforeId,
+    CreatedFrom,
+    CreatedTo,
+    Limit,
+    ListBody,
+    Page,
+    list_body,
+    matching,
+    moment_ms,
+)
 from server.surfaces.qoder.listing import position as where
 from server.surfaces.qoder.models import model_id
 from streams.agent_store import RedisAgentCatalog, definition
@@ -32,13 +43,26 @@ from streams.id_index import IdPage, ordered_id
 
 AgentId = Annotated[str, Parameter(description="The agent's id: agent_..., or a Parley id.")]
 Version = Annotated[int | None, Parameter(ge=1, description="A version; the latest if none.")]
-CreatedFrom = Annotated[str | None, Parameter(query="created_at[gte]")]
-CreatedTo = Annotated[str | None, Parameter(query="created_at[lte]")]
+VERSIONS_PAGE_PATTERN = rf"^(?:[0-9]{{1,9}})?{END}"
+VersionsPage = Annotated[
+    str | None,
+    Parameter(
+        description="The next_page of the previous answer: the first version it lists. "
+        "Empty: none.",
+        schema_extra={"pattern": VERSIONS_PAGE_PATTERN},
+    ),
+]
 AnyRequest = Request[Any, Any, Any]
 ID_PREFIX = "agent_"
+UNCONFIGURED = "upstream_not_configured"  # the engine's code for an upstream with no key
 
 
-@post("/", summary="Create an agent (version 1)", status_code=200)
+@post(
+    "/",
+    summary="Create an agent (version 1)",
+    status_code=200,
+    opt={"body": CreateAgentBody, "statuses": (403, 404)},
+)
 async def create_agent(request: AnyRequest, agents: RedisAgentCatalog, admin: str) -> AgentBody:
     body = await read_body(request, CreateAgentBody)
     agent = body.agent(ordered_id(ID_PREFIX))
@@ -59,8 +83,8 @@ async def list_agents(
     created_to: CreatedTo = None,
 ) -> ListBody[AgentBody]:
     at = where(page, after_id, before_id)
-    lowest = _ms(created_from, "created_at[gte]") if created_from else 0
-    highest = _ms(created_to, "created_at[lte]") if created_to else None
+    lowest = moment_ms(created_from, "created_at[gte]") or 0
+    highest = moment_ms(created_to, "created_at[lte]")
 
     def keep(record: AgentRecord) -> bool:
         if record.archived_ms is not None and not include_archived:
@@ -78,7 +102,12 @@ async def get_agent(
     return agent_out(await agents.record(agent_id, version))
 
 
-@post("/{agent_id:str}", summary="Update an agent: publish a new version", status_code=200)
+@post(
+    "/{agent_id:str}",
+    summary="Update an agent: publish a new version",
+    status_code=200,
+    opt={"body": UpdateAgentBody, "body_required": False, "statuses": (403, 409)},
+)
 async def update_agent(
     agent_id: AgentId, request: AnyRequest, agents: RedisAgentCatalog, admin: str
 ) -> AgentBody:
@@ -93,7 +122,12 @@ async def update_agent(
     return agent_out(await agents.record(agent_id, published.version))
 
 
-@post("/{agent_id:str}/archive", summary="Archive an agent", status_code=200)
+@post(
+    "/{agent_id:str}/archive",
+    summary="Archive an agent",
+    status_code=200,
+    opt={"statuses": (403,)},
+)
 async def archive_agent(agent_id: AgentId, agents: RedisAgentCatalog, admin: str) -> AgentBody:
     return agent_out(await agents.archive(agent_id))
 
@@ -104,17 +138,19 @@ async def list_versions(
     agents: RedisAgentCatalog,
     principal: str,
     limit: Limit = 20,
-    page: Page = None,
+    page: VersionsPage = None,
 ) -> ListBody[AgentBody]:
-    found = await agents.list_version_records(agent_id, limit, page)
+    first = matching(page, "page", VERSIONS_PAGE_PATTERN, "a next_page this API gave (a number)")
+    found = await agents.list_version_records(agent_id, limit, first)
     data = [agent_out(record) for record in found.items]
     more = found.next_cursor is not None
     return ListBody(data, None, None, has_more=more, next_page=found.next_cursor)
 
 
 async def _written(write: Awaitable[Agent], agent: Agent) -> Agent:
-    """The registry's refusals in this API's words: its check of the model's upstream (a key
-    the server holds...) names ``model``; an archived agent says ``agent_archived``."""
+    """The registry's refusals in this API's words: its check of the model's upstream names
+    ``model``, and a model whose upstream has no key here is not found, as Anthropic's API
+    answers a model it does not have; an archived agent says ``agent_archived``."""
     try:
         return await write
     except Archived as error:
@@ -124,18 +160,8 @@ async def _written(write: Awaitable[Agent], agent: Agent) -> Agent:
         if not field.startswith(("model", "upstream")):
             raise
         message = f"model {model_id(agent.model)!r} cannot be served: {error.message}"
-        raise api_error("invalid_request_error", message, param="model") from None
-
-
-def _ms(text: str, param: str) -> int:
-    """An RFC 3339 time (a naive one is UTC) in epoch ms."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise api_error("invalid_request_error", "must be an RFC 3339 time", param=param) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        kind = "not_found_error" if error.code == UNCONFIGURED else "invalid_request_error"
+        raise api_error(kind, message, param="model") from None
 
 
 def agents_router(mount: str, dependencies: Dependencies) -> Router:

@@ -10,10 +10,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from server.surfaces.qoder.bodies import checked_metadata
+from server.surfaces.qoder.bodies import EnvironmentMetadataPatch, checked_metadata
 from streams.clock import iso, now_ms
 from streams.environments import Environment, new_environment_id
-from streams.limits import NO_CONTROLS
+from streams.limits import NO_CONTROLS, Metadata
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_CONTROLS)]
 Description = Annotated[str, msgspec.Meta(max_length=2_048)]
@@ -63,7 +63,7 @@ class CreateEnvironment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     name: Name
     config: Config | None = None
     description: Description | None = None
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    metadata: Metadata = msgspec.field(default_factory=dict)
     scope: Scope | None = None
 
     def __post_init__(self) -> None:
@@ -92,7 +92,7 @@ class UpdateEnvironment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
     name: Name | msgspec.UnsetType | None = msgspec.UNSET
     description: Description | msgspec.UnsetType | None = msgspec.UNSET
     config: Config | msgspec.UnsetType | None = msgspec.UNSET
-    metadata: dict[str, str | None] | msgspec.UnsetType = msgspec.UNSET
+    metadata: EnvironmentMetadataPatch | msgspec.UnsetType = msgspec.UNSET
     scope: Scope | msgspec.UnsetType | None = msgspec.UNSET
 
     def applied_to(self, current: Environment) -> Environment:

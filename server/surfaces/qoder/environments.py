@@ -31,7 +31,7 @@ EnvId = Annotated[str, Parameter(description="The environment's id, env_...")]
 AnyRequest = Request[Any, Any, Any]
 
 
-@post("/", summary="Create an environment", status_code=200)
+@post("/", summary="Create an environment", status_code=200, opt={"body": CreateEnvironment})
 async def create_environment(
     request: AnyRequest, environments: RedisEnvironments, principal: str
 ) -> EnvironmentBody:
@@ -63,7 +63,12 @@ async def get_environment(
     return environment_out(await environments.get(principal, environment_id))
 
 
-@post("/{environment_id:str}", summary="Update an environment", status_code=200)
+@post(
+    "/{environment_id:str}",
+    summary="Update an environment",
+    status_code=200,
+    opt={"body": UpdateEnvironment, "body_required": False, "statuses": (409,)},
+)
 async def update_environment(
     environment_id: EnvId, request: AnyRequest, environments: RedisEnvironments, principal: str
 ) -> EnvironmentBody:
@@ -75,7 +80,12 @@ async def update_environment(
         raise archived_error(error) from None
 
 
-@post("/{environment_id:str}/archive", summary="Archive an environment", status_code=200)
+@post(
+    "/{environment_id:str}/archive",
+    summary="Archive an environment",
+    status_code=200,
+    opt={"statuses": (409,)},
+)
 async def archive_environment(
     environment_id: EnvId, environments: RedisEnvironments, principal: str
 ) -> EnvironmentBody:

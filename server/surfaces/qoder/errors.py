@@ -97,4 +97,7 @@ def render(request: Request[Any, Any, Any], problem: Problem) -> Response[ErrorB
         detail = ErrorDetail(_TYPES.get(status, "api_error"), message, param)
     rid = "req_" + request_id_of(request.scope)
     headers = {**problem.headers, "request-id": rid}
+    if status == 501:
+        # The SDK retries any 5xx unless told not to; a feature Parley lacks stays lacking.
+        headers["x-should-retry"] = "false"
     return Response(ErrorBody(detail, rid), status_code=status, headers=headers)

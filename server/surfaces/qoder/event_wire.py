@@ -11,11 +11,13 @@ Anthropic's raw stream events with the ``agent.`` prefix and the same fields, pl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from server.surfaces.qoder.errors import api_error
+from streams.config import EngineConfig
+from streams.limits import InputText
 from streams.types import Usage
 
 # Event types the SDK can send that Parley has nothing to act on: there are no tools to
@@ -36,6 +38,80 @@ UNSUPPORTED = frozenset(
 
 class SendEvents(msgspec.Struct, forbid_unknown_fields=True):
     events: list[dict[str, Any]]
+
+
+# The shapes :func:`incoming` takes, for the OpenAPI document: the body is read as plain
+# objects above, so that a refusal names the event and says why in this API's words.
+_MAX_TEXT = EngineConfig().max_input_chars  # the engine's default limit on a turn's text
+_NOT_BLANK = {"properties": {"text": {"pattern": r"\S"}}}
+
+
+class TextIn(msgspec.Struct):
+    type: Literal["text"]
+    text: Annotated[str, msgspec.Meta(max_length=_MAX_TEXT)]
+
+
+TextBlocks = Annotated[
+    list[TextIn],
+    msgspec.Meta(
+        min_length=1,
+        description="Text blocks, joined by blank lines into the turn's text: not all blank, "
+        f"up to {_MAX_TEXT} characters in all.",
+        extra_json_schema={"contains": _NOT_BLANK},
+    ),
+]
+SaidText = Annotated[InputText, msgspec.Meta(max_length=_MAX_TEXT)]
+
+
+class UserMessageIn(msgspec.Struct, tag_field="type", tag="user.message"):
+    content: SaidText | TextBlocks
+
+
+class UserInterruptIn(msgspec.Struct, tag_field="type", tag="user.interrupt"):
+    pass
+
+
+# UserMessageIn's schema whole, for a field read as a plain object (initial_events).
+USER_MESSAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"const": "user.message"},
+        "content": {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": _MAX_TEXT, "pattern": r"\S"},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "type": {"const": "text"},
+                            "text": {"type": "string", "maxLength": _MAX_TEXT},
+                        },
+                        "required": ["type", "text"],
+                    },
+                    "contains": _NOT_BLANK,
+                },
+            ]
+        },
+    },
+    "required": ["type", "content"],
+}
+_ONE_MESSAGE = {
+    "contains": {"properties": {"type": {"const": "user.message"}}},
+    "minContains": 0,
+    "maxContains": 1,
+}
+
+
+class SendEventsShape(msgspec.Struct, forbid_unknown_fields=True):
+    """Events to act on in order: at most one ``user.message`` (a turn), and interrupts.
+    Parley runs no tools, outcomes or system turns: other types are 501."""
+
+    events: Annotated[
+        list[UserMessageIn | UserInterruptIn],
+        msgspec.Meta(min_length=1, extra_json_schema=_ONE_MESSAGE),
+    ]
 
 
 @dataclass(frozen=True)
@@ -75,7 +151,7 @@ def _incoming(i: int, event: dict[str, Any]) -> Incoming:
         return Said(_text(i, event.get("content")))
     if kind == "user.interrupt":
         return Interrupt()
-    if kind in UNSUPPORTED:
+    if isinstance(kind, str) and kind in UNSUPPORTED:
         raise api_error(
             "feature_not_available",
             f"{kind} is not supported: Parley runs no tools, outcomes or system turns",
@@ -299,6 +375,24 @@ class EventDelta(Preview, tag="event_delta", kw_only=True):
 
 
 AnyEvent = Event | Preview
+# Every event a list shows, whole or incremental, and those a send echoes.
+ListedEvent = (
+    UserMessage
+    | UserInterrupt
+    | StatusRunning
+    | ModelRequestStart
+    | AgentMessage
+    | ModelRequestEnd
+    | SessionError
+    | StatusIdle
+    | MessageStart
+    | ContentBlockStart
+    | ContentBlockDelta
+    | ContentBlockStop
+    | MessageDelta
+    | MessageStop
+)
+SentEvent = UserMessage | UserInterrupt
 
 
 def type_of(event: AnyEvent) -> str:

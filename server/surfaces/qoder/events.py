@@ -8,7 +8,7 @@ runs in the background and shows on the event stream (``stream.py``) and in this
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from litestar import Request, Router, get, post
@@ -21,11 +21,16 @@ from server.surfaces.qoder.event_wire import (
     Event,
     Incoming,
     Interrupt,
+    ListedEvent,
     SendEvents,
+    SendEventsShape,
+    SentEvent,
     UserInterrupt,
     incoming,
 )
 from server.surfaces.qoder.ids import (
+    EVENT_ID_PATTERN,
+    EVENT_ID_SHAPE,
     EventRef,
     Slot,
     engine_session_id,
@@ -35,8 +40,7 @@ from server.surfaces.qoder.ids import (
     session_id,
     turn_id,
 )
-from server.surfaces.qoder.listing import AfterId, BeforeId, Limit, ListBody, Page, list_body
-from server.surfaces.qoder.listing import position as where
+from server.surfaces.qoder.listing import Limit, matching, one_of, shown
 from server.surfaces.qoder.models import model_id
 from server.surfaces.qoder.session_wire import attributes_of
 from server.surfaces.qoder.turns import After, Dialect, Turns, Wanted, user_message, wanted_types
@@ -44,25 +48,56 @@ from streams import types as domain
 from streams.agent_store import RedisAgentCatalog
 from streams.clock import iso, now_ms
 from streams.errors import NotFound, NotRunning
-from streams.id_index import IdPage
 from streams.service import ConversationService
 from streams.session_watch import Step
 from streams.types import Turn
 
 SessionId = Annotated[str, Parameter(description="The session's id, sess_...")]
-Types = Annotated[list[str] | None, Parameter(query="types[]")]
+Types = Annotated[
+    tuple[str, ...], Parameter(query="types[]", description="Only events of these types.")
+]
 CommaTypes = Annotated[str | None, Parameter(query="type", description="Types, comma-separated.")]
-Order = Annotated[str, Parameter(pattern="^asc$", description="Only asc: oldest first.")]
+Order = Annotated[Literal["asc"], Parameter(description="Only asc: oldest first.")]
+EventPage = Annotated[
+    str | None,
+    Parameter(
+        description="The next_page of the previous answer: the id of the last event it "
+        "listed. Empty: none.",
+        schema_extra={"pattern": EVENT_ID_PATTERN},
+    ),
+]
+AfterEvent = Annotated[
+    str | None,
+    Parameter(
+        description="Events right after this one (404 if the session has no turn of it). "
+        "Events page forward only. Empty: none.",
+        schema_extra={"pattern": EVENT_ID_PATTERN},
+    ),
+]
 AnyRequest = Request[Any, Any, Any]
 _TURNS_PER_READ = 20
-_SHOWN = 80  # the most of a refused id an error message repeats
 
 
 class SentEvents(msgspec.Struct):
-    data: list[Event]
+    data: list[SentEvent]
 
 
-@post("/{session_id:str}/events", summary="Send events to a session", status_code=200)
+class EventList(msgspec.Struct):
+    """A list answer (``listing.ListBody``) of events, whole or incremental."""
+
+    data: list[ListedEvent]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+    next_page: str | None
+
+
+@post(
+    "/{session_id:str}/events",
+    summary="Send events to a session",
+    status_code=200,
+    opt={"body": SendEventsShape, "statuses": (409, 501)},
+)
 async def send_events(
     session_id: SessionId, request: AnyRequest, service: ConversationService, principal: str
 ) -> SentEvents:
@@ -75,7 +110,7 @@ async def send_events(
 
 async def _act(
     event: Incoming, session: domain.Session, service: ConversationService, principal: str
-) -> Event:
+) -> SentEvent:
     if isinstance(event, Interrupt):
         return await _interrupt(session, service, principal)
     if attributes_of(session).archived_ms is not None:
@@ -111,34 +146,39 @@ async def _interrupt(
 @get("/{session_id:str}/events", summary="A session's events, oldest first")
 async def list_events(
     session_id: SessionId,
+    request: AnyRequest,
     service: ConversationService,
     agents: RedisAgentCatalog,
     principal: str,
     limit: Limit = 20,
-    page: Page = None,
-    after_id: AfterId = None,
-    before_id: BeforeId = None,
-    types: Types = None,
+    page: EventPage = None,
+    after_id: AfterEvent = None,
+    types: Types = (),
     type_: CommaTypes = None,
     order: Order = "asc",
-) -> ListBody[Event]:
+) -> EventList:
     """Whole events, and Qoder's incremental ones on a session that has them while the
-    turn's replay log is retained. Previews (``event_deltas[]``) are for streams only."""
-    at = where(page, after_id, before_id)
-    if not at.forward:
+    turn's replay log is retained. Previews (``event_deltas[]``) are for streams only.
+    ``page`` is the id of the last event listed, so it is ``after_id`` by another name."""
+    if request.query_params.get("before_id"):
         raise api_error(
             "invalid_request_error", "events page forward only: use after_id", param="before_id"
         )
-    param = "page" if page else "after_id"
-    ref = resume_point(at.after, param)
+    cursor = one_of(page=page, after_id=after_id)
+    param = cursor[0] if cursor else "page"
+    ref = resume_point(cursor[1] if cursor else None, param)
     sid = engine_session_id(session_id)
     session = await service.get_session(principal, sid)
     agent = await agents.resolve(session.agent_id, session.agent_version)
     dialect: Dialect = "qoder" if attributes_of(session).incremental_streaming_enabled else "whole"
     turns = Turns(_public(session), dialect, model_id(agent.model), ref)
-    wanted = Wanted(wanted_types(types, type_))
+    wanted = Wanted(wanted_types(list(types), type_))
     found = await _events(service, principal, sid, turns, ref, limit, wanted, param)
-    return list_body(IdPage(found[:limit], len(found) > limit), at, lambda event: event)
+    data = cast(list[ListedEvent], found[:limit])
+    more = len(found) > limit
+    first_id = data[0].id if data else None
+    last_id = data[-1].id if data else None
+    return EventList(data, first_id, last_id, more, last_id if more else None)
 
 
 async def _events(
@@ -175,7 +215,7 @@ async def history_of(
     param: str = "page",
 ) -> tuple[list[Step], str | None]:
     """:meth:`ConversationService.session_history`, a few turns at a time; resuming in a
-    turn the session never had is a 400 naming ``param``."""
+    turn the session never had is a 404 naming ``param``."""
     try:
         return await service.session_history(principal, sid, _TURNS_PER_READ, resume)
     except NotFound as error:
@@ -185,22 +225,17 @@ async def history_of(
 
 
 def resume_point(event: str | None, param: str) -> EventRef | None:
-    """The event a reader resumes after; 400 for an id that names no event."""
-    if event is None:
-        return None
-    ref = parse_event_id(event)
-    if ref is None:
-        shown = event if len(event) <= _SHOWN else f"{event[:_SHOWN]}… ({len(event)} characters)"
-        raise api_error(
-            "invalid_request_error", f"{param} {shown} is not an event id of a turn", param=param
-        )
-    return ref
+    """The event a reader resumes after (none when empty); 400 for text of another shape
+    than an event id's, which is in the OpenAPI document."""
+    wanted = matching(event, param, EVENT_ID_PATTERN, EVENT_ID_SHAPE)
+    return parse_event_id(wanted) if wanted is not None else None
 
 
 def not_an_event(xid: str, param: str) -> Exception:
+    """A well-formed event id of a turn the session does not have: not found."""
     return api_error(
-        "invalid_request_error",
-        f"{param} names turn {xid}, which this session does not have",
+        "not_found_error",
+        f"{param} names turn {shown(xid)}, which this session does not have",
         param=param,
     )
 

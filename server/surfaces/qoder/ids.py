@@ -19,9 +19,15 @@ from streams.events import stream_key
 
 SESSION_PREFIX = "sess_"
 EVENT_PREFIX = "evt_"
-_ENGINE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SLOT = re.compile(r"^\d{2}$")
-_LOG_ID = re.compile(r"^\d{1,19}-\d{1,19}$")
+_ENGINE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SLOT = re.compile(r"[0-9]{2}")
+_LOG_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
+# Exactly what parse_event_id reads as an event (or nothing: an empty query value is none),
+# for the OpenAPI document; ``(?![\s\S])`` ends the text in Python and JSON Schema alike.
+EVENT_ID_PATTERN = (
+    r"^(?:evt_[A-Za-z0-9_-]{1,64}_(?:0[0-46-9]|1[0-3]|[0-9]{1,19}-[0-9]{1,19}))?(?![\s\S])"
+)
+EVENT_ID_SHAPE = "an event id this API gave, like evt_<turn>_09 or evt_<turn>_1700000000000-0"
 
 
 class Slot(IntEnum):
@@ -68,7 +74,7 @@ def session_id(sid: str) -> str:
 def engine_session_id(public: str) -> str:
     """The engine's id of session ``public``; an id this API never gave is not found."""
     sid = public.removeprefix(SESSION_PREFIX)
-    if not public.startswith(SESSION_PREFIX) or not _ENGINE_ID.match(sid):
+    if not public.startswith(SESSION_PREFIX) or not _ENGINE_ID.fullmatch(sid):
         raise NotFound(
             f"session {public} not found", resource="session", details={"session_id": public}
         )
@@ -95,10 +101,10 @@ def turn_id(xid: str) -> str:
 def parse_event_id(value: str) -> EventRef | None:
     """The event ``value`` names, or None when it is no event id of a turn."""
     xid, _, where = value.removeprefix(EVENT_PREFIX).rpartition("_")
-    if not value.startswith(EVENT_PREFIX) or not _ENGINE_ID.match(xid):
+    if not value.startswith(EVENT_PREFIX) or not _ENGINE_ID.fullmatch(xid):
         return None
-    if _LOG_ID.match(where):
+    if _LOG_ID.fullmatch(where):
         return EventRef(xid, Place(Slot.TEXT, stream_key(where)), where)
-    if _SLOT.match(where) and int(where) <= Slot.IDLE and int(where) != Slot.TEXT:
+    if _SLOT.fullmatch(where) and int(where) <= Slot.IDLE and int(where) != Slot.TEXT:
         return EventRef(xid, Place(int(where)))
     return None

@@ -6,8 +6,10 @@
 - ``openai/<name>``: the OpenAI-compatible upstream (OpenAI, or ``PARLEY_OPENAI_BASE_URL``:
   vLLM, Ollama...), ``<name>`` sent as is; ``gpt-…`` is short for ``openai/gpt-…``.
 
-Anything else is a 400 naming ``model``. Whether the server holds a key for the upstream is
-checked when the agent is written (:mod:`streams.agent_checks`), also a 400 naming ``model``.
+Anything else is a 400 naming ``model``; :data:`MODEL_PATTERN` states the same rule in the
+OpenAPI document. Whether the server holds a key for the upstream is checked when the agent
+is written (:mod:`streams.agent_checks`): a model it cannot serve is not found (404 naming
+``model``), as Anthropic's API answers a model it does not have.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from streams.backends.synthetic import SyntheticParams
 SYNTHETIC = "synthetic-"
 OPENAI = "openai/"
 SYNTHETIC_MODES: tuple[str, ...] = get_args(get_type_hints(SyntheticParams)["mode"])
+MODEL_PATTERN = (
+    rf"^(?:{SYNTHETIC}(?:{'|'.join(SYNTHETIC_MODES)})|claude-[\s\S]*|gpt-[\s\S]*"
+    rf"|{OPENAI}[\s\S]+)(?![\s\S])"
+)
 
 
 def model_spec(model: str, current: ModelSpec | None = None) -> ModelSpec:

@@ -2,26 +2,28 @@
 
 The engine pages a principal's sessions by a keyset over creation time; this API adds the
 filters the engine has no index for (``statuses[]``, archived), so a page is read on until
-it is full. ``after_id`` / ``before_id`` start after or before a session; ``next_page``
-goes on the way the listing went, from the creation time and id of the page's edge, so
-sessions created or deleted meanwhile never make a reader skip or repeat one.
+it is full. ``after_id`` / ``before_id`` start after or before a session of the caller's (an
+unknown one is not found: a session's place is its creation time). ``next_page`` goes on the
+way the listing went, from the creation time and id of the page's edge
+(``after.<ms>.<id>`` or ``before.<ms>.<id>``), so sessions created or deleted meanwhile never
+make a reader skip or repeat one; any text of that pattern is a position.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
-import msgspec
+from litestar.params import Parameter
 
 from server.surfaces.qoder.errors import api_error
 from server.surfaces.qoder.ids import engine_session_id
-from server.surfaces.qoder.listing import ListBody
+from server.surfaces.qoder.listing import END, ID, ListBody, matching, one_of, shown
 from server.surfaces.qoder.session_wire import SessionBody, attributes_of, session_out
 from streams.agent_store import RedisAgentCatalog
 from streams.clock import now_ms
+from streams.errors import NotFound
 from streams.paging import KeysetCursor, encode_cursor
 from streams.service import ConversationService
 from streams.types import Session, SessionQuery
@@ -39,7 +41,39 @@ class ListQuery:
     descending: bool
 
 
-class _Edge(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+SESSION_PAGE_PATTERN = rf"^(?:(?:after|before)\.[0-9]{{1,16}}\.{ID})?{END}"
+SESSION_ID_PATTERN = rf"^(?:sess_{ID})?{END}"
+_PAGE_SHAPE = "a next_page this API gave (after.<ms>.<id> or before.<ms>.<id>)"
+_ID_SHAPE = "a session id, sess_ and 1-64 letters, digits, '-' or '_'"
+
+SessionPage = Annotated[
+    str | None,
+    Parameter(
+        description="The next_page of the previous answer: after.<ms>.<id> or "
+        "before.<ms>.<id>. Empty: none.",
+        schema_extra={"pattern": SESSION_PAGE_PATTERN},
+    ),
+]
+AfterSession = Annotated[
+    str | None,
+    Parameter(
+        description="Sessions listed right after this one of yours (404 if you have none "
+        "of that id). Empty: none.",
+        schema_extra={"pattern": SESSION_ID_PATTERN},
+    ),
+]
+BeforeSession = Annotated[
+    str | None,
+    Parameter(
+        description="Sessions listed right before this one of yours (404 if you have none "
+        "of that id). Empty: none.",
+        schema_extra={"pattern": SESSION_ID_PATTERN},
+    ),
+]
+
+
+@dataclass(frozen=True)
+class _Edge:
     """Where a page starts: after (``forward``) or before this session."""
 
     forward: bool
@@ -62,7 +96,8 @@ async def list_sessions(
     next_page = None
     if more and page:
         last = page[-1] if forward else page[0]
-        next_page = _encode(_Edge(forward, last.created_ms, last.session_id))
+        direction = "after" if forward else "before"
+        next_page = f"{direction}.{last.created_ms}.{last.session_id}"
     first_id = data[0].id if data else None
     last_id = data[-1].id if data else None
     return ListBody(data, first_id, last_id, more, next_page)
@@ -77,10 +112,9 @@ async def _read(
 ) -> list[Session]:
     """Up to ``limit + 1`` kept sessions from ``edge``, in the direction it goes."""
     descending = query.descending if edge is None or edge.forward else not query.descending
-    order = "desc" if descending else "asc"
     cursor = None
     if edge is not None:
-        cursor = encode_cursor(KeysetCursor("created", order, edge.created_ms, edge.sid))
+        cursor = encode_cursor(KeysetCursor(edge.created_ms, edge.sid))
     found: list[Session] = []
     while len(found) <= query.limit:
         wanted = SessionQuery(
@@ -107,40 +141,22 @@ def _filter(query: ListQuery) -> Callable[[Session], bool]:
 
 
 async def _edge(service: ConversationService, principal: str, query: ListQuery) -> _Edge | None:
-    given = [
-        (name, value)
-        for name, value in (
-            ("page", query.page),
-            ("after_id", query.after_id),
-            ("before_id", query.before_id),
-        )
-        if value is not None
-    ]
-    if len(given) > 1:
-        names = " and ".join(name for name, _ in given)
-        raise api_error(
-            "invalid_request_error",
-            f"give at most one of page, after_id and before_id, not {names}",
-            param=given[1][0],
-        )
-    if not given:
+    page = matching(query.page, "page", SESSION_PAGE_PATTERN, _PAGE_SHAPE)
+    after_id = matching(query.after_id, "after_id", SESSION_ID_PATTERN, _ID_SHAPE)
+    before_id = matching(query.before_id, "before_id", SESSION_ID_PATTERN, _ID_SHAPE)
+    cursor = one_of(page=page, after_id=after_id, before_id=before_id)
+    if cursor is None:
         return None
-    name, value = given[0]
+    name, value = cursor
     if name == "page":
-        return _decode(value)
-    session = await service.get_session(principal, engine_session_id(value))
-    return _Edge(name == "after_id", session.created_ms, session.session_id)
-
-
-def _encode(edge: _Edge) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(edge)).decode().rstrip("=")
-
-
-def _decode(raw: str) -> _Edge:
+        direction, created_ms, sid = value.split(".", 2)
+        return _Edge(direction == "after", int(created_ms), sid)
     try:
-        padded = raw + "=" * (-len(raw) % 4)
-        return msgspec.json.decode(base64.urlsafe_b64decode(padded), type=_Edge)
-    except (binascii.Error, ValueError, msgspec.ValidationError):
+        session = await service.get_session(principal, engine_session_id(value))
+    except NotFound:
         raise api_error(
-            "invalid_request_error", "page is not a next_page this API gave", param="page"
+            "not_found_error",
+            f"{name} {shown(value)} names no session of yours: page from an id a list gave",
+            param=name,
         ) from None
+    return _Edge(name == "after_id", session.created_ms, session.session_id)

@@ -7,21 +7,49 @@ the session's ``attributes["qoder"]`` as :class:`Attributes`; the engine never r
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from server.surfaces.qoder.agent_wire import SessionAgentBody, session_agent_out
+from server.surfaces.qoder.bodies import MetadataPatch
 from server.surfaces.qoder.errors import api_error
-from server.surfaces.qoder.event_wire import CacheCreation, cache_creation
+from server.surfaces.qoder.event_wire import USER_MESSAGE_SCHEMA, CacheCreation, cache_creation
 from server.surfaces.qoder.ids import session_id
 from streams.agents import Agent
 from streams.clock import iso
-from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, Title
+from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, Interval, Metadata, Title
 from streams.types import Exchange, Session
 
 NAME = "qoder"  # this surface's key in a session's attributes
 Json = dict[str, Any]
+# What Parley cannot honour, as the OpenAPI document states it: sent otherwise, each is a
+# 501 feature_not_available naming it.
+NoResources = Annotated[
+    list[Json],
+    msgspec.Meta(
+        description="Parley mounts no resources: empty.", extra_json_schema={"maxItems": 0}
+    ),
+]
+NoVaults = Annotated[
+    list[str],
+    msgspec.Meta(description="Parley keeps no vaults: empty.", extra_json_schema={"maxItems": 0}),
+]
+NoBudget = Annotated[
+    Json,
+    msgspec.Meta(
+        description="Parley enforces no spend ceiling: null or absent.",
+        extra_json_schema={"not": {}},
+    ),
+]
+# The first turn, checked by event_wire.incoming.
+InitialEvents = Annotated[
+    list[Annotated[Json, msgspec.Meta(extra_json_schema=USER_MESSAGE_SCHEMA)]],
+    msgspec.Meta(
+        description="At most one user.message, which starts the first turn.",
+        extra_json_schema={"maxItems": 1},
+    ),
+]
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -40,14 +68,14 @@ class CreateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     agent: str | AgentRef
     environment_id: str
     title: Title | None = None
-    metadata: dict[str, str] = msgspec.field(default_factory=dict)
-    resources: list[Json] = msgspec.field(default_factory=list)
-    vault_ids: list[str] = msgspec.field(default_factory=list)
+    metadata: Metadata = msgspec.field(default_factory=dict)
+    resources: NoResources = msgspec.field(default_factory=list)
+    vault_ids: NoVaults = msgspec.field(default_factory=list)
     memory_store_ids: list[str] = msgspec.field(default_factory=list)
-    delta_flush_interval_ms: int | None = None
+    delta_flush_interval_ms: Interval | None = None
     incremental_streaming_enabled: bool = False
-    initial_events: list[Json] = msgspec.field(default_factory=list)
-    budget: Json | None = None
+    initial_events: InitialEvents = msgspec.field(default_factory=list)
+    budget: NoBudget | None = None
 
     def agent_ref(self) -> AgentRef:
         return AgentRef(id=self.agent) if isinstance(self.agent, str) else self.agent
@@ -65,10 +93,10 @@ class UpdateSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     agent: AgentUpdate | msgspec.UnsetType = msgspec.UNSET
     title: Title | msgspec.UnsetType | None = msgspec.UNSET
-    metadata: dict[str, str | None] | msgspec.UnsetType | None = msgspec.UNSET
-    delta_flush_interval_ms: int | msgspec.UnsetType = msgspec.UNSET
-    vault_ids: list[str] | msgspec.UnsetType = msgspec.UNSET
-    budget: Json | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: MetadataPatch | msgspec.UnsetType | None = msgspec.UNSET
+    delta_flush_interval_ms: Interval | msgspec.UnsetType = msgspec.UNSET
+    vault_ids: NoVaults | msgspec.UnsetType = msgspec.UNSET
+    budget: NoBudget | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def checked_interval(value: int, param: str = "delta_flush_interval_ms") -> int:

@@ -7,7 +7,7 @@ its ``delta_flush_interval_ms`` is the engine's refresh interval.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
@@ -18,8 +18,14 @@ from server.surfaces.qoder.bodies import checked_metadata, read_body
 from server.surfaces.qoder.errors import api_error
 from server.surfaces.qoder.event_wire import Said, incoming
 from server.surfaces.qoder.ids import engine_session_id
-from server.surfaces.qoder.listing import AfterId, BeforeId, Limit, ListBody, Page
-from server.surfaces.qoder.session_list import ListQuery, list_sessions
+from server.surfaces.qoder.listing import Limit, ListBody, present
+from server.surfaces.qoder.session_list import (
+    AfterSession,
+    BeforeSession,
+    ListQuery,
+    SessionPage,
+    list_sessions,
+)
 from server.surfaces.qoder.session_wire import (
     AgentUpdate,
     Attributes,
@@ -44,7 +50,13 @@ from streams.service import ConversationService
 from streams.types import NewSession, SessionPatch, Turn
 
 SessionId = Annotated[str, Parameter(description="The session's id, sess_...")]
-Statuses = Annotated[list[str] | None, Parameter(query="statuses[]")]
+Statuses = Annotated[
+    tuple[str, ...],
+    Parameter(query="statuses[]", description="Only sessions in one of these statuses."),
+]
+AgentFilter = Annotated[
+    str | None, Parameter(description="Only sessions of this agent. Empty: any agent.")
+]
 AnyRequest = Request[Any, Any, Any]
 
 
@@ -60,7 +72,12 @@ async def shown(
     return session_out(session, agent, now_ms(), turns)
 
 
-@post("/", summary="Create a session", status_code=201)
+@post(
+    "/",
+    summary="Create a session",
+    status_code=201,
+    opt={"body": CreateSession, "statuses": (404, 501)},
+)
 async def create_session(
     request: AnyRequest,
     service: ConversationService,
@@ -155,28 +172,30 @@ async def _environment(environments: RedisEnvironments, principal: str, env_id: 
         ) from None
 
 
-@get("/", summary="List sessions, newest first")
+@get("/", summary="List sessions, newest first", opt={"statuses": (404,)})
 async def list_all(
     service: ConversationService,
     agents: RedisAgentCatalog,
     principal: str,
     limit: Limit = 20,
-    page: Page = None,
-    after_id: AfterId = None,
-    before_id: BeforeId = None,
-    statuses: Statuses = None,
+    page: SessionPage = None,
+    after_id: AfterSession = None,
+    before_id: BeforeSession = None,
+    statuses: Statuses = (),
     include_archived: bool = False,
-    agent_id: str | None = None,
-    order: Annotated[str, Parameter(pattern="^(asc|desc)$")] = "desc",
+    agent_id: AgentFilter = None,
+    order: Annotated[
+        Literal["asc", "desc"], Parameter(description="By creation time; newest first: desc.")
+    ] = "desc",
 ) -> ListBody[SessionBody]:
     query = ListQuery(
         limit=limit,
         page=page,
         after_id=after_id,
         before_id=before_id,
-        statuses=frozenset(statuses) if statuses else None,
+        statuses=frozenset(status for status in statuses if status) or None,
         include_archived=include_archived,
-        agent_id=agent_id,
+        agent_id=present(agent_id),
         descending=order == "desc",
     )
     return await list_sessions(service, agents, principal, query)
@@ -193,7 +212,12 @@ async def get_session(
     return await shown(service, agents, principal, session)
 
 
-@post("/{session_id:str}", summary="Update a session's title, metadata, interval or agent tools")
+@post(
+    "/{session_id:str}",
+    summary="Update a session's title, metadata, interval or agent tools",
+    status_code=200,
+    opt={"body": UpdateSession, "body_required": False, "statuses": (409, 501)},
+)
 async def update_session(
     session_id: SessionId,
     request: AnyRequest,
@@ -268,7 +292,12 @@ async def delete_session(
     return SessionDeleted(id=session_id)
 
 
-@post("/{session_id:str}/cancel", summary="Stop the running turn (Qoder)")
+@post(
+    "/{session_id:str}/cancel",
+    summary="Stop the running turn (Qoder): 202 canceling, or 200 idle when none ran",
+    status_code=200,
+    opt={"statuses": (202,)},
+)
 async def cancel_session(
     session_id: SessionId, service: ConversationService, principal: str
 ) -> Response[SessionStatus]:

@@ -12,7 +12,7 @@ them, and clients reconnect with ``Last-Event-ID``. Any ``Accept`` is served.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 
 import msgspec
@@ -21,11 +21,11 @@ from litestar.params import Parameter
 from litestar.types import ASGIApp, Dependencies
 
 from server.settings import Settings
-from server.streaming import EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
 from server.surfaces.qoder.errors import api_error
 from server.surfaces.qoder.event_wire import AnyEvent, SessionDeleted, type_of
 from server.surfaces.qoder.events import CommaTypes, SessionId, Types, not_an_event, resume_point
-from server.surfaces.qoder.ids import engine_session_id, loose_event_id
+from server.surfaces.qoder.ids import EVENT_ID_PATTERN, engine_session_id, loose_event_id
 from server.surfaces.qoder.models import model_id
 from server.surfaces.qoder.session_wire import Attributes, attributes_of
 from server.surfaces.qoder.turns import After, Dialect, Placed, Turns, Wanted, wanted_types
@@ -38,8 +38,24 @@ from streams.watch import Ping, Reconnect
 
 PING_FRAME = b": ping\n\n"
 DELTA_TYPES = frozenset({"agent.message", "agent.thinking"})
-Deltas = Annotated[list[str] | None, Parameter(query="event_deltas[]")]
-LastEventId = Annotated[str | None, Parameter(header="Last-Event-ID")]
+Deltas = Annotated[
+    tuple[str, ...],
+    Parameter(
+        query="event_deltas[]",
+        description="agent.message: this connection previews agent messages as they grow. "
+        "An empty value is none.",
+        schema_extra={"items": {"type": "string", "enum": ["", *sorted(DELTA_TYPES)]}},
+    ),
+]
+LastEventId = Annotated[
+    str | None,
+    Parameter(
+        header="Last-Event-ID",
+        description="Resume after this event (404 if the session has no turn of it). "
+        "Empty: from the start.",
+        schema_extra={"pattern": EVENT_ID_PATTERN},
+    ),
+]
 _encode = msgspec.json.Encoder().encode
 
 
@@ -60,15 +76,15 @@ def _frame(sse_id: str, event: AnyEvent) -> bytes:
     return head.encode() + _encode(event) + b"\n\n"
 
 
-def dialect_of(deltas: list[str] | None, mine: Attributes) -> Dialect:
-    unknown = sorted(set(deltas or []) - DELTA_TYPES)
+def dialect_of(deltas: Sequence[str], mine: Attributes) -> Dialect:
+    unknown = sorted({kind for kind in deltas if kind} - DELTA_TYPES)
     if unknown:
         raise api_error(
             "invalid_request_error",
             f"event_deltas[] takes agent.message or agent.thinking, not {unknown[0]!r}",
             param="event_deltas",
         )
-    if "agent.message" in (deltas or []):
+    if "agent.message" in deltas:
         return "previews"
     return "qoder" if mine.incremental_streaming_enabled else "whole"
 
@@ -93,7 +109,11 @@ async def event_frames(
             return
 
 
-@get("/{session_id:str}/events/stream", summary="A session's events as Server-Sent Events")
+@get(
+    "/{session_id:str}/events/stream",
+    summary="A session's events as Server-Sent Events",
+    opt={"streams": EVENT_STREAM},
+)
 async def stream_events(
     session_id: SessionId,
     service: ConversationService,
@@ -102,8 +122,8 @@ async def stream_events(
     settings: Settings,
     open_streams: OpenStreams,
     last_event_id: LastEventId = None,
-    event_deltas: Deltas = None,
-    types: Types = None,
+    event_deltas: Deltas = (),
+    types: Types = (),
     type_: CommaTypes = None,
 ) -> ASGIApp:
     sid = engine_session_id(session_id)
@@ -118,7 +138,7 @@ async def stream_events(
             raise
         raise not_an_event(ref.xid, "Last-Event-ID") from None
     turns = Turns(session_id, dialect, model_id(agent.model), ref)
-    wanted = Wanted(wanted_types(types, type_))
+    wanted = Wanted(wanted_types(list(types), type_))
     frames = event_frames(watch, turns, After(ref), wanted, settings.retry_ms)
     return StreamResponse(frames, headers=EVENT_STREAM_HEADERS, streams=open_streams)
 

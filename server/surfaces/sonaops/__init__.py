@@ -13,13 +13,20 @@ from litestar import Request
 from litestar.di import Provide
 
 from server.auth import Authenticator
+from server.openapi import BEARER, Contract
 from server.surfaces import Surface
 from server.surfaces.sonaops.agents import agents_router
 from server.surfaces.sonaops.callers import identify, verify
 from server.surfaces.sonaops.chat import chat_router
+from server.surfaces.sonaops.envelope import Envelope
 from server.surfaces.sonaops.errors import render
 
 PREFIXES = ("/v1/chat", "/v1/agent")
+# Sonaops answers most errors with HTTP 200 and the envelope (the handlers' own schema); only
+# these come with their HTTP status.
+CONTRACT = Contract(
+    Envelope[None], security=BEARER, common=(401, 431, 503), path_errors=(), body_errors=(413,)
+)
 
 
 def surface(auth: Authenticator) -> Surface:
@@ -31,4 +38,4 @@ def surface(auth: Authenticator) -> Surface:
 
     dependencies = {"principal": Provide(principal)}
     routers = [chat_router(dependencies), agents_router(dependencies)]
-    return Surface(name="sonaops", prefixes=PREFIXES, routers=routers, render=render)
+    return Surface("sonaops", PREFIXES, routers, render, CONTRACT)

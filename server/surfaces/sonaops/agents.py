@@ -7,9 +7,10 @@ version, in agentId order; ``total`` counts them all. ``pageNum`` (from 1) and `
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Router, get
+from litestar.params import Parameter
 from litestar.types import Dependencies
 
 from server.surfaces.sonaops.bodies import query_int
@@ -23,12 +24,29 @@ PAGE_SIZE_MAX = 100
 PAGE_NUM_MAX = 100_000
 
 
+def _count(name: str, default: int, high: int, description: str) -> Any:
+    """A query count as the document states it. The handler reads the text itself, so a
+    value out of range is Sonaops's 10400 in its own words (at HTTP 200), not Litestar's."""
+    described = {"one_of": None, "type": "integer", "minimum": 1, "maximum": high}
+    return Parameter(
+        query=name, description=description, schema_extra={**described, "default": default}
+    )
+
+
+PageNum = Annotated[str | None, _count("pageNum", 1, PAGE_NUM_MAX, "The page, from 1.")]
+PageSize = Annotated[str | None, _count("pageSize", PAGE_SIZE, PAGE_SIZE_MAX, "Agents per page.")]
+
+
 @get("/list", summary="The agents usable with this key")
 async def list_agents(
-    request: Request[Any, Any, Any], agents: RedisAgentCatalog, principal: str
+    request: Request[Any, Any, Any],
+    agents: RedisAgentCatalog,
+    principal: str,
+    page_num_text: PageNum = None,
+    page_size_text: PageSize = None,
 ) -> Envelope[AgentList]:
-    page_num = query_int(request, "pageNum", 1, PAGE_NUM_MAX)
-    page_size = query_int(request, "pageSize", PAGE_SIZE, PAGE_SIZE_MAX)
+    page_num = query_int(page_num_text, "pageNum", 1, PAGE_NUM_MAX)
+    page_size = query_int(page_size_text, "pageSize", PAGE_SIZE, PAGE_SIZE_MAX)
     found = await every_item(lambda cursor: agents.list_agents(PAGE_SIZE_MAX, cursor))
     start = (page_num - 1) * page_size
     page = [agent_out(agent) for agent in found[start : start + page_size]]

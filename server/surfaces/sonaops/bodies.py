@@ -61,8 +61,8 @@ def required_id(value: str | None, name: str) -> str:
     return required_text(value, name).strip()
 
 
-def query_int(request: Request[Any, Any, Any], name: str, default: int, high: int) -> int:
-    raw = request.query_params.get(name)
+def query_int(raw: str | None, name: str, default: int, high: int) -> int:
+    """A query value from 1 to ``high``; ``default`` when absent or empty."""
     if raw is None or raw == "":
         return default
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= high:

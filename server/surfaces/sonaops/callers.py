@@ -132,7 +132,7 @@ def _missing(name: str) -> SurfaceError:
 
 
 def _check_request_id(request_id: str) -> None:
-    if not _REQUEST_ID.match(request_id):
+    if not _REQUEST_ID.fullmatch(request_id):
         raise unauthorized("X-Request-ID must be 1-128 letters, digits, '.', '_', ':' or '-'")
 
 

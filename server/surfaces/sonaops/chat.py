@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_200_OK
 from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
-from server.streaming import EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
 from server.surfaces.sonaops.bodies import read_body, required_id, required_text
 from server.surfaces.sonaops.callers import header
 from server.surfaces.sonaops.envelope import Envelope, ok, trace_id_of
@@ -39,7 +39,12 @@ def user_of(request: Request[Any, Any, Any]) -> str | None:
     return user_id
 
 
-@post("/conversation", summary="Create a conversation with an agent", status_code=HTTP_200_OK)
+@post(
+    "/conversation",
+    summary="Create a conversation with an agent",
+    status_code=HTTP_200_OK,
+    opt={"body": ConversationBody, "body_required": False},
+)
 async def create_conversation(
     request: Request[Any, Any, Any], service: ConversationService, principal: str
 ) -> Envelope[Conversation]:
@@ -50,7 +55,12 @@ async def create_conversation(
     return ok(request.scope, Conversation(conversation_id=session.session_id, agent_id=agent_id))
 
 
-@post("/stream", summary="Send a turn and stream the reply (SSE), or resume one", status_code=200)
+@post(
+    "/stream",
+    summary="Send a turn and stream the reply (SSE), or resume one",
+    status_code=HTTP_200_OK,
+    opt={"body": StreamBody, "body_required": False, "streams": EVENT_STREAM},
+)
 async def stream(
     request: Request[Any, Any, Any],
     service: ConversationService,

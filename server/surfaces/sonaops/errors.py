@@ -18,7 +18,7 @@ from server.surfaces.sonaops.frames import envelope_frame
 from streams.errors import NotFound
 
 STREAM_PATH = "/v1/chat/stream"
-EVENT_STREAM = "text/event-stream; charset=utf-8"
+EVENT_STREAM = "text/event-stream"  # Litestar adds the charset
 BUSY_MESSAGE = "a reply is already running for this conversation"
 CODES = {
     "invalid": 10400,

@@ -30,7 +30,7 @@ _FAILED = {"upstream_rate_limited": CODES["rate_limited"]}
 
 def is_event_id(value: str) -> bool:
     """An event id this server could have sent: a Redis stream id that has a successor."""
-    match = _EVENT_ID.match(value)
+    match = _EVENT_ID.fullmatch(value)
     return match is not None and int(match[1]) < _U64 - 1 and int(match[2]) < _U64
 
 
