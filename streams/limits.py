@@ -14,15 +14,23 @@ from typing import Annotated
 
 import msgspec
 
+# The engine's ids (sessions, agents, exchanges): what ``service.check_id`` takes. Every
+# surface states its ids with these, so one rule holds for all.
+ID = r"[A-Za-z0-9_-]{1,64}"
+ID_RULE = "1-64 characters of letters, digits, '-' or '_'"
+# ``(?![\s\S])`` is the end of the text in Python and JSON Schema alike (``$`` would let a
+# final line break through in Python).
+END = r"(?![\s\S])"
+# Text with something besides whitespace: Python's ``\s`` is ``str.isspace``, the rule the
+# service checks with ``str.strip``.
+NOT_BLANK = r"\S"
 MIN_INTERVAL_MS = 50
 MAX_INTERVAL_MS = 5000
 MAX_METADATA = 16
 MAX_TITLE = 200
 MAX_USER_ID = 128
 # Text without C0 control characters or DEL: NUL and line breaks have no place in a name.
-# ``(?![\s\S])`` is the end of the text in Python and JSON Schema alike (``$`` would let a
-# final line break through in Python).
-NO_CONTROLS = r"^[^\x00-\x1f\x7f]*(?![\s\S])"
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*" + END
 CONTROLS_MESSAGE = "must not contain control characters such as NUL or line breaks"
 
 Title = Annotated[
@@ -61,12 +69,11 @@ Metadata = Annotated[
         },
     ),
 ]
-# Blank text is refused by the service (``str.strip``); ``\S`` is the same rule in a schema.
 InputText = Annotated[
     str,
     msgspec.Meta(
         description="The user's turn: not blank.",
-        extra_json_schema={"minLength": 1, "pattern": r"\S"},
+        extra_json_schema={"minLength": 1, "pattern": NOT_BLANK},
     ),
 ]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

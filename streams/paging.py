@@ -16,11 +16,12 @@ from typing import TypeVar
 import msgspec
 
 from streams.errors import InvalidInput
+from streams.limits import ID
 from streams.types import Page
 
 T = TypeVar("T")
 
-KEYSET = r"[0-9]{1,16}\.[A-Za-z0-9_-]{1,64}"  # <score>.<member>
+KEYSET = r"[0-9]{1,16}\." + ID  # <score>.<member>
 OFFSET = r"[0-9]{1,9}"
 KEYSET_PATTERN = f"^{KEYSET}$"
 OFFSET_PATTERN = f"^{OFFSET}$"

@@ -27,6 +27,7 @@ from streams.guard import redis_guarded
 from streams.history import messages_of
 from streams.hub import Hub, Subscription
 from streams.keys import Keys
+from streams.limits import ID, ID_RULE
 from streams.paging import every_item
 from streams.quotas import Quotas
 from streams.reaper import Reaper
@@ -53,7 +54,7 @@ from streams.watch import Watch
 
 log = logging.getLogger("parley.service")
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID = re.compile(ID)
 _CANCEL_WAIT = 10.0
 _RELEASE_WAIT = 2.0  # an end is not held up longer than this by its lease
 _MAX_PARAMETERS = 64
@@ -63,7 +64,7 @@ MAX_STATE_BYTES = 65_536
 
 def check_id(value: str, field: str) -> str:
     if not _ID.fullmatch(value):
-        raise InvalidInput("must be 1-64 characters of letters, digits, '-' or '_'", field=field)
+        raise InvalidInput(f"must be {ID_RULE}", field=field)
     return value
 
 

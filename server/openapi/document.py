@@ -112,7 +112,7 @@ def _add_answers(operation: Document, statuses: Iterable[int], ref: Callable[[in
     for status in statuses:
         answer: Document = {"description": HTTPStatus(status).phrase}
         if status >= 400:
-            answer["content"] = {"application/json": {"schema": {"$ref": ref(status)}}}
+            answer["content"] = {JSON: {"schema": {"$ref": ref(status)}}}
         responses.setdefault(str(status), answer)
 
 

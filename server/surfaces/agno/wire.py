@@ -15,19 +15,14 @@ import msgspec
 
 from streams import types as domain
 from streams.agents import Agent as DomainAgent
-from streams.limits import MAX_TITLE, Metadata, Title, UserId
+from streams.limits import END, ID, ID_RULE, MAX_TITLE, NOT_BLANK, Metadata, Title, UserId
 
 SessionType = Literal["agent", "team", "workflow"]
 RunStatus = Literal["RUNNING", "COMPLETED", "CANCELLED", "ERROR"]
-# Parley's session ids (the service's ``check_id``), which dashed UUIDs are too;
-# ``(?![\s\S])`` ends the text in Python and JSON Schema alike (``$`` lets a final line
-# break through in Python).
-SESSION_ID = r"^[A-Za-z0-9_-]{1,64}(?![\s\S])"
-SESSION_ID_RULE = "1-64 characters of letters, digits, '-' or '_'"
-_EMPTY_OR_ID = r"^(?:[A-Za-z0-9_-]{1,64})?(?![\s\S])"  # empty: a new id, as AgentOS makes
-# Text with something besides whitespace: Python's ``\s`` is ``str.isspace``, the rule the
-# handlers check with ``str.strip``.
-NOT_BLANK = r"\S"
+# Parley's session ids (the service's ``check_id``), which dashed UUIDs are too.
+SESSION_ID = f"^{ID}{END}"
+SESSION_ID_RULE = ID_RULE
+_EMPTY_OR_ID = f"^(?:{ID})?{END}"  # empty: a new id, as AgentOS makes
 # How a form boolean is read, as pydantic reads one: stripped, in any case.
 TRUE_WORDS = frozenset({"1", "on", "t", "true", "y", "yes"})
 FALSE_WORDS = frozenset({"0", "off", "f", "false", "n", "no"})

@@ -12,9 +12,16 @@ import msgspec
 
 from streams.agents import Agent, UpstreamRef
 from streams.backends.base import ModelSpec
-from streams.limits import MAX_INTERVAL_MS, MIN_INTERVAL_MS, NO_CONTROLS, Metadata, check_metadata
+from streams.limits import (
+    ID,
+    MAX_INTERVAL_MS,
+    MIN_INTERVAL_MS,
+    NO_CONTROLS,
+    Metadata,
+    check_metadata,
+)
 
-AGENT_ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+AGENT_ID_PATTERN = f"^{ID}$"
 
 AgentId = Annotated[
     str,

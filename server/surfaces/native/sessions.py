@@ -201,10 +201,8 @@ async def stream(
     stream_principal: str,
     settings: Settings,
     open_streams: OpenStreams,
-    last_event_id: Annotated[str, Parameter(header="Last-Event-ID", schema_extra=_EVENT_ID)] = "",
-    last_event_id_query: Annotated[
-        str, Parameter(query="lastEventId", schema_extra=_EVENT_ID)
-    ] = "",
+    last_event_id: LastEventIdHeader = "",
+    last_event_id_query: LastEventIdQuery = "",
 ) -> ASGIApp:
     after = last_event_id or last_event_id_query or None  # empty: from the start
     if after is not None and not _STREAM_ID.fullmatch(after):

@@ -10,18 +10,15 @@ import msgspec
 from server.surfaces.openviking.errors import ErrorInfo
 from server.surfaces.openviking.tokens import estimate_tokens
 from streams.clock import iso
+from streams.limits import END, ID, ID_RULE, NOT_BLANK
 from streams.tokens import count_tokens
 from streams.types import Archive, HistoryMessage, SessionContext, Transcript, Usage
 
 T = TypeVar("T")
 MAX_BATCH = 100
-# Parley's session ids (``check_id``); ``(?![\s\S])`` ends the text in Python and JSON Schema
-# alike, where ``$`` would let a final line break through in Python.
-SESSION_ID = r"^[A-Za-z0-9_-]{1,64}(?![\s\S])"
-SESSION_ID_RULE = "1-64 characters of letters, digits, '-' or '_'"
-# Text with something besides whitespace: Python's ``\s`` is ``str.isspace``, the service's
-# ``str.strip`` rule for a message.
-NOT_BLANK = r"\S"
+# Parley's session ids (``check_id``).
+SESSION_ID = f"^{ID}{END}"
+SESSION_ID_RULE = ID_RULE
 
 
 class Envelope(msgspec.Struct, Generic[T]):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 
+from streams.limits import ID
+
 SESSION_RID = "ri.aip-agents..session."
 AGENT_RID = "ri.aip-agents..agent."
-ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+ID_PATTERN = ID
 _ID = re.compile(ID_PATTERN)
 # An agent version as Palantir writes it ("3.0"), or its major number alone ("3").
 VERSION_PATTERN = r"^([1-9][0-9]{0,8})(?:\.0)?$"

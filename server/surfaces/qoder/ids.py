@@ -16,17 +16,16 @@ from enum import IntEnum
 
 from streams.errors import NotFound
 from streams.events import stream_key
+from streams.limits import END, ID
 
 SESSION_PREFIX = "sess_"
 EVENT_PREFIX = "evt_"
-_ENGINE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ENGINE_ID = re.compile(ID)
 _SLOT = re.compile(r"[0-9]{2}")
 _LOG_ID = re.compile(r"[0-9]{1,19}-[0-9]{1,19}")
 # Exactly what parse_event_id reads as an event (or nothing: an empty query value is none),
-# for the OpenAPI document; ``(?![\s\S])`` ends the text in Python and JSON Schema alike.
-EVENT_ID_PATTERN = (
-    r"^(?:evt_[A-Za-z0-9_-]{1,64}_(?:0[0-46-9]|1[0-3]|[0-9]{1,19}-[0-9]{1,19}))?(?![\s\S])"
-)
+# for the OpenAPI document.
+EVENT_ID_PATTERN = rf"^(?:evt_{ID}_(?:0[0-46-9]|1[0-3]|[0-9]{{1,19}}-[0-9]{{1,19}}))?{END}"
 EVENT_ID_SHAPE = "an event id this API gave, like evt_<turn>_09 or evt_<turn>_1700000000000-0"
 
 
