@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from server.bench.baseline import delta_schedule
+from server.bench.command import main as bench_main
 from server.bench.http1 import Http1Connection
 from server.bench.probe import StreamProbe, Tally, judge
 from server.bench.sse_reader import SseReader
+from server.embedded_redis import RedisProcess
 from tests.support.servers import REPO_ROOT, ServerProcess
 
 # A fast synthetic model, so a tiny run takes a second or two; no bar on lateness.
@@ -70,6 +72,31 @@ def test_the_baseline_written_by_another_sse_writer_keeps_every_stream_intact(
     )
 
     assert_all_intact(report["baseline"], 8)
+
+
+def test_the_naive_redis_baseline_keeps_every_stream_intact_and_counts_its_redis(
+    tmp_path: Path, redis_server: RedisProcess
+) -> None:
+    assert redis_server.pid is not None
+    report = run_bench(
+        tmp_path,
+        *("--baseline-only", "--naive-redis", redis_server.url),
+        *("--redis-pid", str(redis_server.pid), "--baseline-workers", "1"),
+        *("-c", "20", "-n", "2", *FAST),
+    )
+
+    naive = report["naiveRedis"]
+    assert naive["label"] == "naive-redis"
+    assert_all_intact(naive, 40)
+    assert naive["resources"]["redis"] == "included"
+    assert naive["resources"]["serverRssPeakBytes"] > 0
+    assert any(f"include its Redis (pid {redis_server.pid})" in note for note in naive["notes"])
+    assert "baseline" not in report and "target" not in report
+
+
+def test_a_redis_pid_without_the_servers_pid_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_main(["--url", "http://127.0.0.1:9", "--redis-pid", "1"]) == 2
+    assert "--server-pid" in capsys.readouterr().err
 
 
 def test_bench_samples_the_measured_servers_cpu_and_memory(tmp_path: Path) -> None:
@@ -133,24 +160,18 @@ def test_mixed_mode_streams_blocks_and_joins_on_a_real_server(
     assert report["target"]["blockingMs"]["count"] == 1
 
 
-def test_bench_with_baseline_reports_ratios_to_it(
-    tmp_path: Path, shared_server: ServerProcess
+def test_bench_with_both_baselines_reports_ratios_to_each(
+    tmp_path: Path, shared_server: ServerProcess, redis_url: str
 ) -> None:
     report = run_bench(
         tmp_path,
-        "--url",
-        shared_server.base_url,
-        "--baseline",
-        "--baseline-workers",
-        "1",
-        "-c",
-        "2",
-        "-n",
-        "1",
-        *FAST,
+        *("--url", shared_server.base_url, "--baseline", "--naive-redis", redis_url),
+        *("--baseline-workers", "1", "-c", "2", "-n", "1", *FAST),
     )
-    assert {r["metric"] for r in report["ratios"]} >= {"events/s", "server CPU-s per 1k events"}
+    for ratios in (report["ratios"], report["naiveRedisRatios"]):
+        assert {r["metric"] for r in ratios} >= {"events/s", "server CPU-s per 1k events"}
     assert_all_intact(report["baseline"], 2)
+    assert_all_intact(report["naiveRedis"], 2)
     assert_all_intact(report["target"], 2)
 
 

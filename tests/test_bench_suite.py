@@ -1,4 +1,4 @@
-"""``make bench``'s orchestration at a tiny size: it starts Parley and the baseline, runs the
+"""``make bench``'s orchestration at a tiny size: it starts Parley and the baselines, runs the
 bench, reads Parley's /metrics, writes the JSON report and stops what it started. No speed is
 asserted."""
 
@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -26,13 +27,10 @@ TINY = [
 ]
 
 
-def test_the_suite_measures_parley_against_the_baseline_and_stops_everything(
-    tmp_path: Path, redis_url: str
-) -> None:
+def run_suite(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str, str]:
     report_path = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "server.bench.suite", "--redis-url", redis_url, *TINY]
     done = subprocess.run(
-        [*command, "--json", str(report_path)],
+        [sys.executable, "-m", "server.bench.suite", *args, *TINY, "--json", str(report_path)],
         cwd=REPO_ROOT,
         capture_output=True,
         timeout=120,
@@ -40,17 +38,44 @@ def test_the_suite_measures_parley_against_the_baseline_and_stops_everything(
     )
     out, err = done.stdout.decode(), done.stderr.decode()
     assert done.returncode == 0, out + err
+    report: dict[str, Any] = json.loads(report_path.read_bytes())
+    return report, out, err
+
+
+def test_the_suite_measures_parley_against_both_baselines_and_stops_everything(
+    tmp_path: Path, redis_url: str
+) -> None:
+    report, out, err = run_suite(tmp_path, "--redis-url", redis_url)
     assert "integrity ok" in out and "Parley /metrics (all workers" in out
-    report = json.loads(report_path.read_bytes())
-    for run in (report["target"], report["baseline"]):
+    for run in (report["target"], report["baseline"], report["naiveRedis"]):
         streams = run["streams"]
         assert (streams["started"], streams["completed"], streams["failed"]) == (3, 3, 0)
         assert run["integrity"]["ok"] == 3
+    # An outside Redis is not Parley's alone: left out of its figures, and the report says so.
+    for run in (report["target"], report["naiveRedis"]):
+        assert run["resources"]["redis"] == "left out"
+        assert any("Redis is not counted" in note for note in run["notes"])
+    assert "(incl. Redis)" not in out
     # Both workers' counts, summed: every stream the bench saw complete, and no other.
     assert report["serverMetrics"]["exchanges"]["completed"] == 3
     assert report["serverMetrics"]["firstToken"]["count"] == 3
     [pid] = re.findall(r"Parley ready in .* \(pid (\d+)\)", err)
     assert not psutil.pid_exists(int(pid)), "the suite left Parley running"
+
+
+def test_the_suite_counts_its_private_redis_in_parleys_and_naive_rediss_figures(
+    tmp_path: Path,
+) -> None:
+    report, out, err = run_suite(tmp_path)
+    [pid] = re.findall(r"Redis ready: .* \(pid (\d+)\)", err)
+    assert f"--redis-pid {pid}" in err
+    for run in (report["target"], report["naiveRedis"]):
+        assert run["integrity"]["ok"] == 3
+        assert run["resources"]["redis"] == "included"
+        assert any(f"include its Redis (pid {pid})" in note for note in run["notes"])
+    assert report["baseline"]["resources"]["redis"] == "none"
+    assert "server CPU % (incl. Redis)" in out and "server KB per open stream (incl. Redis)" in out
+    assert not psutil.pid_exists(int(pid)), "the suite left its Redis running"
 
 
 def test_server_metrics_read_quantiles_as_bucket_bounds() -> None:

@@ -35,7 +35,8 @@ from streams.tokens import count_tokens
 from streams.types import Usage
 
 PROFILE_ENV = "PARLEY_BENCH_BASELINE"
-_RETRY_MS = 2000
+STREAMING_CONTINUE = "/v1/sessions/{conversation_id:str}/streamingContinue"
+RETRY_MS = 2000
 Writer = Literal["litestar", "parley", "sse-starlette"]
 Event = tuple[str, bytes, str | None]  # event name, data, id
 
@@ -46,7 +47,7 @@ class BaselineProfile(msgspec.Struct, rename="camel", kw_only=True, frozen=True)
     writer: Writer = "litestar"
 
 
-class _ContinueBody(msgspec.Struct, rename="camel"):
+class ContinueBody(msgspec.Struct, rename="camel"):
     user_input: Text
 
 
@@ -89,17 +90,17 @@ def _stamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def _events(
-    conversation_id: str, text: str, profile: BaselineProfile
+async def events(
+    conversation_id: str, text: str, params: SyntheticParams, refresh_interval_ms: int
 ) -> AsyncIterator[Event]:
-    params = profile.params
+    """The events of one Parley stream for this model and interval, each at its time."""
     exchange_id = uuid.uuid4().hex
     created = _stamp()
     usage = Usage(input_tokens=count_tokens(text))
     started = {"exchangeId": exchange_id, "conversationId": conversation_id}
     yield "started", msgspec.json.encode(started), None
     schedule = delta_schedule(
-        reply_pieces(text, params), profile.refresh_interval_ms / 1000, 1 / params.tokens_per_second
+        reply_pieces(text, params), refresh_interval_ms / 1000, 1 / params.tokens_per_second
     )
     start = time.monotonic() + params.first_token_latency_ms / 1000
     seq = 0
@@ -127,7 +128,7 @@ async def _events(
 
 
 async def _frames(events: AsyncIterator[Event]) -> AsyncIterator[bytes]:
-    opening = f"retry: {_RETRY_MS}\n".encode()
+    opening = f"retry: {RETRY_MS}\n".encode()
     async for event, data, event_id in events:
         yield opening + _frame(event, data, event_id)
         opening = b""
@@ -138,7 +139,7 @@ def _sse_starlette(events: AsyncIterator[Event]) -> ASGIApp:
     from sse_starlette import EventSourceResponse, ServerSentEvent
 
     async def sent() -> AsyncIterator[ServerSentEvent]:
-        retry: int | None = _RETRY_MS
+        retry: int | None = RETRY_MS
         async for event, data, event_id in events:
             yield ServerSentEvent(data=data.decode(), event=event, id=event_id, retry=retry)
             retry = None
@@ -154,25 +155,28 @@ def create_baseline_app(profile: BaselineProfile | None = None) -> Litestar:
         raw = os.environ.get(PROFILE_ENV)
         profile = msgspec.json.decode(raw, type=BaselineProfile) if raw else BaselineProfile()
     chosen = profile
-    path = "/v1/sessions/{conversation_id:str}/streamingContinue"
     open_streams = OpenStreams(send_timeout=30.0)
 
-    @post(path, status_code=200)
-    async def with_litestar(conversation_id: str, data: _ContinueBody) -> Stream:
+    def stream(conversation_id: str, data: ContinueBody) -> AsyncIterator[Event]:
+        text = data.user_input.text
+        return events(conversation_id, text, chosen.params, chosen.refresh_interval_ms)
+
+    @post(STREAMING_CONTINUE, status_code=200)
+    async def with_litestar(conversation_id: str, data: ContinueBody) -> Stream:
         return Stream(
-            _frames(_events(conversation_id, data.user_input.text, chosen)),
+            _frames(stream(conversation_id, data)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @post(path, status_code=200)
-    async def with_parley(conversation_id: str, data: _ContinueBody) -> ASGIApp:
-        frames = _frames(_events(conversation_id, data.user_input.text, chosen))
+    @post(STREAMING_CONTINUE, status_code=200)
+    async def with_parley(conversation_id: str, data: ContinueBody) -> ASGIApp:
+        frames = _frames(stream(conversation_id, data))
         return StreamResponse(frames, headers=EVENT_STREAM_HEADERS, streams=open_streams)
 
-    @post(path, status_code=200)
-    async def with_sse_starlette(conversation_id: str, data: _ContinueBody) -> ASGIApp:
-        return _sse_starlette(_events(conversation_id, data.user_input.text, chosen))
+    @post(STREAMING_CONTINUE, status_code=200)
+    async def with_sse_starlette(conversation_id: str, data: ContinueBody) -> ASGIApp:
+        return _sse_starlette(stream(conversation_id, data))
 
     handlers = {
         "litestar": with_litestar,

@@ -40,13 +40,26 @@ class BenchSetupError(Exception):
 
 
 class Target(msgspec.Struct, frozen=True, kw_only=True):
-    """What is measured. A ``bare`` target is the baseline: no agents, no sessions."""
+    """What is measured. A ``bare`` target is a baseline: no agents, no sessions.
+
+    ``pid`` is the server's (sampled with its children); ``redis_pid``, when the server has a
+    Redis of its own to count, is sampled with it as one server.
+    """
 
     label: str
     url: str
     api_key: str | None = None
     bare: bool = False
     pid: int | None = None
+    uses_redis: bool = True
+    redis_pid: int | None = None
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """What is sampled as the server: nothing without the server's own pid."""
+        if self.pid is None:
+            return ()
+        return (self.pid,) if self.redis_pid is None else (self.pid, self.redis_pid)
 
 
 class Mark(msgspec.Struct, frozen=True):
@@ -147,7 +160,7 @@ class LoadRun:
         self._sessions_left = options.concurrency
         self._first_session_done = asyncio.Event()
         self._all_done = asyncio.Event()
-        self._server = ProcessSampler(target.pid) if target.pid else None
+        self._server = ProcessSampler(*target.pids) if target.pids else None
         self._client = ProcessSampler(os.getpid(), include_children=False)
 
     async def execute(self) -> RunResult:

@@ -1,4 +1,4 @@
-"""``parley bench``: measure a Parley server, the bare baseline, or both in one run."""
+"""``parley bench``: measure a Parley server, the bare and naive-redis baselines, in one run."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import psutil
 
 from server.bench.baseline import BaselineProfile
 from server.bench.client import BenchSetupError, Target, model_params, run_load
 from server.bench.launch import serve_baseline
+from server.bench.naive_redis import NaiveRedisProfile
 from server.bench.options import BenchOptions, add_bench_arguments, options_from_args
 from server.bench.report import (
     BenchReport,
+    Ratio,
     RunReport,
     StepLevel,
     build_report,
@@ -63,6 +66,11 @@ def _check(options: BenchOptions) -> str | None:
         return "--duration must be positive"
     if options.mode == "join" and options.watchers < 1:
         return "join mode needs --watchers of at least 1"
+    if options.redis_pid is not None and options.server_pid is None and not options.baseline_only:
+        return "--redis-pid counts Redis into Parley's figures: give --server-pid too"
+    for flag, pid in (("--server-pid", options.server_pid), ("--redis-pid", options.redis_pid)):
+        if pid is not None and not psutil.pid_exists(pid):
+            return f"{flag} {pid}: no such process"
     try:
         model_params(options)
     except ValueError as exc:
@@ -96,35 +104,66 @@ def _rare_full_collections() -> Iterator[None]:
 
 
 async def _bench(options: BenchOptions) -> BenchReport:
+    """The baselines first, so Parley's leftovers in a shared Redis weigh on neither."""
     report = BenchReport(date=datetime.now(UTC).isoformat(timespec="seconds"))
-    if options.baseline or options.baseline_only:
-        profile = BaselineProfile(
-            params=model_params(options),
+    params = model_params(options)
+    if options.measure_bare:
+        bare = BaselineProfile(
+            params=params,
             refresh_interval_ms=options.refresh_interval_ms,
             writer=options.baseline_writer,
         )
-        async with serve_baseline(profile, workers=options.baseline_workers) as server:
-            bare = Target(
-                label="baseline",
-                url=f"http://{server.host}:{server.port}",
-                bare=True,
-                pid=server.pid,
-            )
-            report.baseline = await _measure(options, bare, report)
-            if options.mode != "streaming":
-                report.baseline.notes.append(
-                    f"the baseline streams only; Parley ran {options.mode} mode, so ratios "
-                    "compare different loads"
-                )
+        report.baseline = await _measure_baseline(options, bare, "baseline", report)
+    if options.naive_redis_url is not None:
+        naive = NaiveRedisProfile(
+            redis_url=options.naive_redis_url,
+            params=params,
+            refresh_interval_ms=options.refresh_interval_ms,
+        )
+        report.naive_redis = await _measure_baseline(options, naive, "naive-redis", report)
     if not options.baseline_only:
         parley = Target(
-            label="parley", url=options.url, api_key=options.api_key, pid=options.server_pid
+            label="parley",
+            url=options.url,
+            api_key=options.api_key,
+            pid=options.server_pid,
+            redis_pid=options.redis_pid,
         )
         report.target = await _measure(options, parley, report)
-    mine, theirs = report.target, report.baseline
-    if mine is not None and theirs is not None and mine.concurrency == theirs.concurrency:
-        report.ratios = ratios(mine, theirs)
+    report.ratios = _ratios(report.target, report.baseline)
+    report.naive_redis_ratios = _ratios(report.target, report.naive_redis)
     return report
+
+
+async def _measure_baseline(
+    options: BenchOptions,
+    profile: BaselineProfile | NaiveRedisProfile,
+    label: str,
+    report: BenchReport,
+) -> RunReport:
+    naive = isinstance(profile, NaiveRedisProfile)
+    async with serve_baseline(profile, workers=options.baseline_workers) as server:
+        target = Target(
+            label=label,
+            url=f"http://{server.host}:{server.port}",
+            bare=True,
+            pid=server.pid,
+            uses_redis=naive,
+            redis_pid=options.redis_pid if naive else None,
+        )
+        run = await _measure(options, target, report)
+    if options.mode != "streaming":
+        run.notes.append(
+            f"the {label} baseline streams only; Parley ran {options.mode} mode, so ratios "
+            "compare different loads"
+        )
+    return run
+
+
+def _ratios(mine: RunReport | None, theirs: RunReport | None) -> list[Ratio]:
+    if mine is None or theirs is None or mine.concurrency != theirs.concurrency:
+        return []
+    return ratios(mine, theirs)
 
 
 async def _measure(options: BenchOptions, target: Target, report: BenchReport) -> RunReport:
@@ -169,13 +208,14 @@ def _step_line(run: RunReport, passed: bool) -> str:
 def _passed(report: BenchReport, options: BenchOptions) -> bool:
     if options.step:
         return all(best is not None for best in report.largest_passing.values())
-    runs = [r for r in (report.target, report.baseline) if r is not None]
+    runs = [r for r in (report.target, report.baseline, report.naive_redis) if r is not None]
     return all(r.passes(options.max_p99_lateness_ms) for r in runs)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="parley bench", description="Load-test a Parley server against the bare baseline."
+        prog="parley bench",
+        description="Load-test a Parley server against the bare and naive-redis baselines.",
     )
     add_bench_arguments(parser)
     return run_bench(parser.parse_args(argv))

@@ -1,4 +1,4 @@
-"""Run the bare baseline under real uvicorn in a subprocess on a free port."""
+"""Run a baseline (bare or naive-redis) under real uvicorn in a subprocess on a free port."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from typing import IO
 
 import msgspec
 
-from server.bench.baseline import PROFILE_ENV, BaselineProfile
+from server.bench import baseline, naive_redis
+from server.bench.baseline import BaselineProfile
 from server.bench.http1 import Http1Connection, HttpError
+from server.bench.naive_redis import NaiveRedisProfile
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _STARTUP_TIMEOUT_S = 30.0
@@ -35,33 +37,41 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _command(host: str, port: int, workers: int) -> list[str]:
+def _app(profile: BaselineProfile | NaiveRedisProfile) -> tuple[str, str]:
+    """The app factory to run for this profile, and the variable that carries the profile."""
+    if isinstance(profile, NaiveRedisProfile):
+        return "server.bench.naive_redis:create_naive_redis_app", naive_redis.PROFILE_ENV
+    return "server.bench.baseline:create_baseline_app", baseline.PROFILE_ENV
+
+
+def _command(factory: str, host: str, port: int, workers: int) -> list[str]:
     return [
-        *("-m", "uvicorn", "server.bench.baseline:create_baseline_app"),
+        *("-m", "uvicorn", factory),
         *("--factory", "--host", host, "--port", str(port), "--workers", str(workers)),
         *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
         *("--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "2"),
     ]
 
 
-def _environment(profile: BaselineProfile) -> dict[str, str]:
+def _environment(name: str, profile: BaselineProfile | NaiveRedisProfile) -> dict[str, str]:
     env = dict(os.environ)
-    env[PROFILE_ENV] = msgspec.json.encode(profile).decode()
+    env[name] = msgspec.json.encode(profile).decode()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
     return env
 
 
 @asynccontextmanager
 async def serve_baseline(
-    profile: BaselineProfile, *, workers: int = 1, host: str = "127.0.0.1"
+    profile: BaselineProfile | NaiveRedisProfile, *, workers: int = 1, host: str = "127.0.0.1"
 ) -> AsyncIterator[BaselineServer]:
-    """Start the baseline, wait until a worker answers, and stop it on exit."""
+    """Start the baseline the profile is for, wait until a worker answers, stop it on exit."""
     port = free_port(host)
+    factory, variable = _app(profile)
     with tempfile.TemporaryFile() as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            *_command(host, port, workers),
-            env=_environment(profile),
+            *_command(factory, host, port, workers),
+            env=_environment(variable, profile),
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
         )

@@ -27,7 +27,9 @@ class BenchOptions(msgspec.Struct, kw_only=True, frozen=True):
     ramp_up_s: float | None = None
     request_timeout_s: float | None = None
     server_pid: int | None = None
+    redis_pid: int | None = None
     baseline: bool = False
+    naive_redis_url: str | None = None
     baseline_only: bool = False
     baseline_workers: int = 2
     baseline_writer: Literal["litestar", "parley", "sse-starlette"] = "litestar"
@@ -37,6 +39,11 @@ class BenchOptions(msgspec.Struct, kw_only=True, frozen=True):
     step_max: int = 20_000
     max_p99_lateness_ms: float = 50.0
     quiet: bool = False
+
+    @property
+    def measure_bare(self) -> bool:
+        """``--baseline``; ``--baseline-only`` alone means the bare baseline too."""
+        return self.baseline or (self.baseline_only and self.naive_redis_url is None)
 
     @property
     def ramp_s(self) -> float:
@@ -70,6 +77,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         "--server-pid",
         type=int,
         help="sample CPU and RSS of this process and its children (the workers)",
+    )
+    target.add_argument(
+        "--redis-pid",
+        type=int,
+        help="count this Redis process into the server's CPU and RSS (Parley's and "
+        "naive-redis's): the target is Parley + its Redis; needs --server-pid for Parley",
     )
     load = parser.add_argument_group("load")
     load.add_argument(
@@ -140,29 +153,37 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.first_token_latency_ms,
         help="synthetic model's wait before its first token (default %(default)s)",
     )
-    base = parser.add_argument_group("bare baseline")
+    base = parser.add_argument_group("baselines")
     base.add_argument(
         "--baseline",
         action="store_true",
-        help="also measure the bare Litestar SSE baseline and report ratios to it",
+        help="also measure the bare Litestar SSE baseline (no Redis) and report ratios to it",
+    )
+    base.add_argument(
+        "--naive-redis",
+        metavar="REDIS_URL",
+        dest="naive_redis_url",
+        help="also measure the naive-redis baseline (Litestar + redis-py pub/sub, one "
+        "subscription per stream, no replay or resume) on this Redis and report ratios to it",
     )
     base.add_argument(
         "--baseline-only",
         action="store_true",
-        help="measure only the baseline (no Parley server needed)",
+        help="measure only the baselines named (the bare one when none is), no Parley server",
     )
     base.add_argument(
         "--baseline-workers",
         type=_positive_int,
         default=d.baseline_workers,
-        help="uvicorn workers of the baseline; match the server's (default %(default)s)",
+        help="uvicorn workers of each baseline; match the server's (default %(default)s)",
     )
     base.add_argument(
         "--baseline-writer",
         choices=["litestar", "parley", "sse-starlette"],
         default=d.baseline_writer,
-        help="what writes the baseline's SSE: Litestar's Stream, Parley's own streamed "
-        "response, or sse-starlette's EventSourceResponse (default %(default)s)",
+        help="what writes the bare baseline's SSE: Litestar's Stream, Parley's own streamed "
+        "response, or sse-starlette's EventSourceResponse (default %(default)s); "
+        "naive-redis always uses Litestar's ServerSentEvent",
     )
     out = parser.add_argument_group("steps and output")
     out.add_argument(

@@ -1,18 +1,22 @@
-"""Figures of a run, the printed table, the ratios to the baseline, and the JSON report."""
+"""Figures of a run, the printed table, the ratios to the baselines, and the JSON report."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
 import msgspec
 
-from server.bench.client import MemoryPoint, RunResult
+from server.bench.client import MemoryPoint, RunResult, Target
 from server.bench.stats import percentile
 
 _KB = 1024.0
 _MB = 1024.0 * 1024.0
 _CONTENDED_PERCENT = 25.0
+_INCL_REDIS = " (incl. Redis)"
+
+RedisCounted = Literal["included", "left out", "none"]
 
 
 class Dist(msgspec.Struct, kw_only=True, rename="camel"):
@@ -53,7 +57,12 @@ class Rates(msgspec.Struct, kw_only=True, rename="camel"):
 
 class Resources(msgspec.Struct, kw_only=True, rename="camel"):
     """CPU in percent of one core over the full-load window; ``other_cpu_percent`` is every
-    other process on the machine (without ``--server-pid`` it includes the server)."""
+    other process on the machine (without ``--server-pid`` it includes the server).
+
+    ``redis`` says whether the server figures count the server's Redis: ``included`` (its
+    CPU, RSS and RSS growth per stream are in them), ``left out`` (the server uses a Redis
+    that was not sampled), ``none`` (the server uses no Redis: the bare baseline).
+    """
 
     client_cpu_percent: float
     machine_cpu_percent: float
@@ -63,6 +72,7 @@ class Resources(msgspec.Struct, kw_only=True, rename="camel"):
     server_cpu_seconds_per_1000_events: float | None = None
     server_rss_peak_bytes: int | None = None
     server_bytes_per_open_stream: float | None = None
+    redis: RedisCounted = "none"
 
 
 class RunReport(msgspec.Struct, kw_only=True, rename="camel"):
@@ -103,6 +113,8 @@ class RunReport(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 class Ratio(msgspec.Struct, kw_only=True, rename="camel"):
+    """Parley's figure over a baseline's; ``baseline`` is the figure of the run compared to."""
+
     metric: str
     parley: float | None
     baseline: float | None
@@ -119,7 +131,9 @@ class BenchReport(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=Tr
     date: str
     target: RunReport | None = None
     baseline: RunReport | None = None
+    naive_redis: RunReport | None = None
     ratios: list[Ratio] = msgspec.field(default_factory=list)
+    naive_redis_ratios: list[Ratio] = msgspec.field(default_factory=list)
     steps: dict[str, list[StepLevel]] = msgspec.field(default_factory=dict)
     largest_passing: dict[str, int | None] = msgspec.field(default_factory=dict)
 
@@ -176,8 +190,29 @@ def build_report(result: RunResult) -> RunReport:
         rates=_rates(result),
         resources=resources,
         errors=dict(sorted(collector.errors.items())),
-        notes=[*result.notes, *_contention_notes(resources)],
+        notes=[*result.notes, *_redis_notes(result.target), *_contention_notes(resources)],
     )
+
+
+def _redis_counted(target: Target) -> RedisCounted:
+    if not target.uses_redis:
+        return "none"
+    return "included" if target.pid is not None and target.redis_pid is not None else "left out"
+
+
+def _redis_notes(target: Target) -> list[str]:
+    """Say plainly what the server figures are: the target is the server plus its Redis."""
+    if target.pid is None or not target.uses_redis:
+        return []
+    if target.redis_pid is None:
+        return [
+            "its Redis is not counted in the server figures (no --redis-pid: e.g. an outside "
+            "Redis); they are the server alone, not server + Redis"
+        ]
+    return [
+        f"server CPU, RSS and KB per open stream include its Redis (pid {target.redis_pid}), "
+        "so what Redis holds for each stream is counted too"
+    ]
 
 
 def _contention_notes(resources: Resources) -> list[str]:
@@ -205,9 +240,14 @@ def _rates(result: RunResult) -> Rates:
 
 def _resources(result: RunResult) -> Resources:
     cores = os.cpu_count() or 1
+    redis = _redis_counted(result.target)
     if result.window is None:
         return Resources(
-            client_cpu_percent=0.0, machine_cpu_percent=0.0, other_cpu_percent=0.0, cpu_count=cores
+            client_cpu_percent=0.0,
+            machine_cpu_percent=0.0,
+            other_cpu_percent=0.0,
+            cpu_count=cores,
+            redis=redis,
         )
     first, last = result.window
     span = max(last.at - first.at, 1e-9)
@@ -219,6 +259,7 @@ def _resources(result: RunResult) -> Resources:
             machine_cpu_percent=machine,
             other_cpu_percent=max(0.0, machine - client),
             cpu_count=cores,
+            redis=redis,
         )
     server_cpu = last.server.cpu_seconds - first.server.cpu_seconds
     events = last.events - first.events
@@ -232,6 +273,7 @@ def _resources(result: RunResult) -> Resources:
         server_cpu_seconds_per_1000_events=server_cpu / events * 1000.0 if events else None,
         server_rss_peak_bytes=max((p.rss_bytes for p in result.memory), default=None),
         server_bytes_per_open_stream=_bytes_per_stream(result.idle_rss, result.memory),
+        redis=redis,
     )
 
 
@@ -246,7 +288,7 @@ def _bytes_per_stream(idle_rss: int | None, memory: Sequence[MemoryPoint]) -> fl
 
 
 def ratios(target: RunReport, baseline: RunReport) -> list[Ratio]:
-    """Parley divided by the baseline, for the figures where the engine's cost shows."""
+    """Parley divided by a baseline, for the figures where the engine's cost shows."""
     picks: list[tuple[str, Callable[[RunReport], float | None]]] = [
         ("events/s", lambda r: r.rates.events_per_s),
         ("bytes/s", lambda r: r.rates.bytes_per_s),
@@ -279,7 +321,17 @@ def _trio(d: Dist, names: tuple[str, ...] = ("p50", "p95", "p99")) -> str:
     return " / ".join(_num(getattr(d, n)) for n in names)
 
 
-def _rows(r: RunReport) -> list[tuple[str, str]]:
+_REDIS_CELLS = {"included": "included", "left out": "LEFT OUT", "none": "- (no Redis)"}
+
+
+def _server_suffix(runs: Sequence[RunReport]) -> str:
+    """`` (incl. Redis)`` on the server rows when every sampled server that has a Redis
+    had it counted; otherwise the Redis row and the notes say which did not."""
+    counted = {r.resources.redis for r in runs if r.resources.server_cpu_percent is not None}
+    return _INCL_REDIS if "included" in counted and "left out" not in counted else ""
+
+
+def _rows(r: RunReport, suffix: str = "") -> list[tuple[str, str]]:
     s, i, res = r.streams, r.integrity, r.resources
     rows = [
         ("streams started / completed / failed", f"{s.started} / {s.completed} / {s.failed}"),
@@ -306,15 +358,19 @@ def _rows(r: RunReport) -> list[tuple[str, str]]:
         ("KB/s", _num(r.rates.bytes_per_s / _KB)),
         ("client CPU %", _num(res.client_cpu_percent)),
         ("client loop lag ms p50 / p99 / max", _trio(r.client_loop_lag_ms, ("p50", "p99", "max"))),
-        ("server CPU %", _num(res.server_cpu_percent)),
-        (f"other processes CPU % (of {res.cpu_count * 100})", _num(res.other_cpu_percent)),
-        ("server CPU-s per 1k events", _num(res.server_cpu_seconds_per_1000_events, 3)),
         (
-            "server RSS peak MB",
+            "Redis in server figures",
+            "-" if res.server_cpu_percent is None else _REDIS_CELLS[res.redis],
+        ),
+        (f"server CPU %{suffix}", _num(res.server_cpu_percent)),
+        (f"other processes CPU % (of {res.cpu_count * 100})", _num(res.other_cpu_percent)),
+        (f"server CPU-s per 1k events{suffix}", _num(res.server_cpu_seconds_per_1000_events, 3)),
+        (
+            f"server RSS peak MB{suffix}",
             _num(None if res.server_rss_peak_bytes is None else res.server_rss_peak_bytes / _MB),
         ),
         (
-            "server KB per open stream",
+            f"server KB per open stream{suffix}",
             _num(
                 None
                 if res.server_bytes_per_open_stream is None
@@ -327,21 +383,12 @@ def _rows(r: RunReport) -> list[tuple[str, str]]:
 
 
 def render(report: BenchReport) -> str:
-    runs = [r for r in (report.target, report.baseline) if r is not None]
+    runs = [r for r in (report.target, report.baseline, report.naive_redis) if r is not None]
+    suffix = _server_suffix(runs)
     lines: list[str] = []
     if runs:
-        lines += _render_runs(runs)
-    if report.ratios:
-        lines += [
-            "",
-            _table(
-                ["Parley / baseline", "parley", "baseline", "ratio"],
-                [
-                    [x.metric, _num(x.parley, 3), _num(x.baseline, 3), _num(x.ratio, 2)]
-                    for x in report.ratios
-                ],
-            ),
-        ]
+        lines += _render_runs(runs, suffix)
+    lines += _render_ratios(report, suffix)
     for label, levels in report.steps.items():
         lines += [
             "",
@@ -355,7 +402,32 @@ def render(report: BenchReport) -> str:
     return "\n".join(lines)
 
 
-def _render_runs(runs: list[RunReport]) -> list[str]:
+def _render_ratios(report: BenchReport, suffix: str) -> list[str]:
+    """One table: Parley's figure, then each baseline's and Parley's ratio to it."""
+    compared = [
+        (run.label, found)
+        for run, found in (
+            (report.baseline, report.ratios),
+            (report.naive_redis, report.naive_redis_ratios),
+        )
+        if run is not None and found
+    ]
+    if not compared:
+        return []
+    header = ["Parley / baselines", "parley"]
+    for label, _ in compared:
+        header += [label, f"ratio to {label}"]
+    body = []
+    for index, first in enumerate(compared[0][1]):
+        name = first.metric + (suffix if first.metric.startswith("server ") else "")
+        row = [name, _num(first.parley, 3)]
+        for _, found in compared:
+            row += [_num(found[index].baseline, 3), _num(found[index].ratio, 2)]
+        body.append(row)
+    return ["", _table(header, body)]
+
+
+def _render_runs(runs: list[RunReport], suffix: str) -> list[str]:
     first = runs[0]
     header = (
         f"{first.mode}, {first.concurrency} sessions, "
@@ -363,7 +435,7 @@ def _render_runs(runs: list[RunReport]) -> list[str]:
         + f", interval {first.refresh_interval_ms} ms, model "
         + msgspec.json.encode(first.model_params).decode()
     )
-    per_run = [dict(_rows(r)) for r in runs]
+    per_run = [dict(_rows(r, suffix)) for r in runs]
     names = list(dict.fromkeys(name for rows in per_run for name in rows))
     body = [[name, *(rows.get(name, "") for rows in per_run)] for name in names]
     return [header, _table(["metric", *(r.label for r in runs)], body)]

@@ -1,4 +1,4 @@
-"""CPU and memory of a server process tree, and of the load generator itself."""
+"""CPU and memory of a server's processes (its workers, its Redis) and of the load generator."""
 
 from __future__ import annotations
 
@@ -13,15 +13,17 @@ class Usage(msgspec.Struct, frozen=True):
 
 
 class ProcessSampler:
-    """Samples a process and all its descendants (uvicorn workers) by pid.
+    """Samples processes and all their descendants (uvicorn workers) by pid, as one server.
+
+    More than one pid is for a server made of separate processes: Parley and its Redis.
 
     CPU is user + system time of the live processes; a worker that dies takes its time with
     it, which only happens when something already went wrong. RSS is summed, so pages shared
     between forked workers count once per worker: an upper bound.
     """
 
-    def __init__(self, pid: int, *, include_children: bool = True) -> None:
-        self._root = psutil.Process(pid)
+    def __init__(self, *pids: int, include_children: bool = True) -> None:
+        self._roots = [psutil.Process(pid) for pid in pids]
         self._include_children = include_children
 
     def sample(self) -> Usage:
@@ -42,11 +44,14 @@ class ProcessSampler:
 
     def _tree(self) -> list[psutil.Process]:
         if not self._include_children:
-            return [self._root]
-        try:
-            return [self._root, *self._root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+            return self._roots
+        processes: list[psutil.Process] = []
+        for root in self._roots:
+            try:
+                processes += [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+        return processes
 
 
 def machine_busy_seconds() -> float:
