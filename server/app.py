@@ -34,7 +34,7 @@ from server.routes.metrics import metrics as metrics_route
 from server.routes.page import page_router
 from server.settings import Settings, SettingsError
 from server.stream_tokens import stream_tokens
-from server.streaming import OpenStreams
+from server.streaming import OpenStreams, StreamResponse, StreamWriter
 from server.surfaces import (
     Surface,
     Surfaces,
@@ -217,7 +217,9 @@ def _watch_sigterm(service: ConversationService) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, writer: StreamWriter = StreamResponse
+) -> Litestar:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     metrics = Metrics.from_env()
@@ -231,7 +233,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     auth = Authenticator(keyring, parts.quotas, nonces, allow_remote=settings.allow_insecure)
     names = served_surfaces(settings)
     served = Surfaces([SURFACES[name].surface(auth) for name in names], fallback=native.render)
-    open_streams = OpenStreams(settings.send_timeout_seconds)
+    open_streams = OpenStreams(settings.send_timeout_seconds, writer)
     tokens = stream_tokens(settings, parts.redis, Keys(settings.key_prefix))
     exporter = MetricsExporter(metrics, service_readings(service, lambda: len(open_streams)))
 

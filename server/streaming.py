@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Protocol
 
-from litestar.types import Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("parley.streaming")
 
@@ -25,24 +26,60 @@ EVENT_STREAM_HEADERS: Headers = (
 )
 
 
+class Watched(Protocol):
+    """A response in flight, as the send watchdog sees it."""
+
+    def check_send(self, now: float, timeout: float) -> None: ...
+
+
+class StreamWriter(Protocol):
+    """What builds a streamed response: :class:`StreamResponse` unless the app is given another.
+
+    It must send ``frames`` as they are, register with ``streams`` while it runs, cut off a
+    client that stops reading after ``streams.send_timeout``, and call ``on_close(finished)``
+    however it ends.
+    """
+
+    def __call__(
+        self,
+        frames: AsyncIterator[bytes],
+        *,
+        headers: Headers,
+        streams: OpenStreams,
+        on_close: Callable[[bool], None] | None = None,
+    ) -> ASGIApp: ...
+
+
 class OpenStreams:
     """Every streamed response in flight: how many there are, and a watchdog for stuck sends.
 
     One scan a fraction of a second apart replaces a timer around every single send: a
     response whose current send has not finished for ``send_timeout`` is cut off.
+    ``writer`` builds the responses (:meth:`respond`); it is chosen where the app is built.
     """
 
-    def __init__(self, send_timeout: float) -> None:
+    def __init__(self, send_timeout: float, writer: StreamWriter | None = None) -> None:
         self.send_timeout = send_timeout
-        self._open: set[StreamResponse] = set()
+        self._writer: StreamWriter = writer or StreamResponse
+        self._open: set[Watched] = set()
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, response: StreamResponse) -> None:
+    def respond(
+        self,
+        frames: AsyncIterator[bytes],
+        *,
+        headers: Headers,
+        on_close: Callable[[bool], None] | None = None,
+    ) -> ASGIApp:
+        """The response streaming ``frames``; ``on_close(finished)`` runs however it ends."""
+        return self._writer(frames, headers=headers, streams=self, on_close=on_close)
+
+    def add(self, response: Watched) -> None:
         self._open.add(response)
 
-    def discard(self, response: StreamResponse) -> None:
+    def discard(self, response: Watched) -> None:
         self._open.discard(response)
 
     async def watch(self) -> None:

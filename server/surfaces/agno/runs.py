@@ -20,7 +20,7 @@ from litestar.status_codes import HTTP_200_OK
 from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
-from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams
 from server.surfaces.agno.errors import bad_request, invalid, no_session
 from server.surfaces.agno.ids import new_session_id, run_ids_of, session_id_of
 from server.surfaces.agno.stream import Run, run_frames, started_frame
@@ -155,9 +155,7 @@ async def create_run(
             service.cancel_local(sid, run.run_id)
 
     frames = run_frames(watch, run, started_frame(run, now_ms()), exporter.metrics.delivered)
-    return StreamResponse(
-        frames, headers=EVENT_STREAM_HEADERS, streams=open_streams, on_close=on_close
-    )
+    return open_streams.respond(frames, headers=EVENT_STREAM_HEADERS, on_close=on_close)
 
 
 @post(

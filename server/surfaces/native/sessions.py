@@ -13,7 +13,7 @@ from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
 from server.settings import Settings
-from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams
 from server.surfaces.cursors import KeysetCursorQuery, OffsetCursorQuery
 from server.surfaces.native.frames import json_frame, native_frames
 from server.surfaces.native.wire import (
@@ -185,9 +185,7 @@ async def streaming_continue(
             service.cancel_local(conversation_id, xid)
 
     frames = native_frames(watch, settings.retry_ms, opening, exporter.metrics.delivered)
-    return StreamResponse(
-        frames, headers=EVENT_STREAM_HEADERS, streams=open_streams, on_close=on_close
-    )
+    return open_streams.respond(frames, headers=EVENT_STREAM_HEADERS, on_close=on_close)
 
 
 @get(
@@ -213,7 +211,7 @@ async def stream(
     if watch is None:
         return ASGIResponse(status_code=HTTP_204_NO_CONTENT)
     frames = native_frames(watch, settings.retry_ms)
-    return StreamResponse(frames, headers=EVENT_STREAM_HEADERS, streams=open_streams)
+    return open_streams.respond(frames, headers=EVENT_STREAM_HEADERS)
 
 
 @post(

@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
-from server.streaming import OpenStreams, StreamResponse
+from server.streaming import OpenStreams
 from server.surfaces.errors import SurfaceError
 from server.surfaces.palantir.ids import ID_PATTERN, trace_id
 from server.surfaces.palantir.params import (
@@ -231,7 +231,7 @@ async def streaming_continue(
     turn = _turn(agent_rid, session_rid, data, exchange_id)
     watch = await service.streaming_continue(principal, session.session_id, turn)
     chunks = text_chunks(watch, exporter.metrics.delivered)
-    return StreamResponse(chunks, headers=HEADERS, streams=open_streams)
+    return open_streams.respond(chunks, headers=HEADERS)
 
 
 def _check_accept(accept: str | None) -> None:

@@ -21,7 +21,7 @@ from litestar.params import Parameter
 from litestar.types import ASGIApp, Dependencies
 
 from server.settings import Settings
-from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams
 from server.surfaces.qoder.errors import api_error
 from server.surfaces.qoder.event_wire import AnyEvent, SessionDeleted, type_of
 from server.surfaces.qoder.events import CommaTypes, SessionId, Types, not_an_event, resume_point
@@ -140,7 +140,7 @@ async def stream_events(
     turns = Turns(session_id, dialect, model_id(agent.model), ref)
     wanted = Wanted(wanted_types(list(types), type_))
     frames = event_frames(watch, turns, After(ref), wanted, settings.retry_ms)
-    return StreamResponse(frames, headers=EVENT_STREAM_HEADERS, streams=open_streams)
+    return open_streams.respond(frames, headers=EVENT_STREAM_HEADERS)
 
 
 def stream_router(mount: str, dependencies: Dependencies) -> Router:

@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_200_OK
 from litestar.types import ASGIApp, Dependencies
 
 from server.metrics import MetricsExporter
-from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams, StreamResponse
+from server.streaming import EVENT_STREAM, EVENT_STREAM_HEADERS, OpenStreams
 from server.surfaces.sonaops.bodies import read_body, required_id, required_text
 from server.surfaces.sonaops.callers import header
 from server.surfaces.sonaops.envelope import Envelope, ok, trace_id_of
@@ -81,7 +81,7 @@ async def stream(
     else:
         reply = Reply(sid, watch.xid, trace_id_of(request.scope))
         frames = reply_frames(watch, reply, exporter.metrics.delivered)
-    return StreamResponse(frames, headers=EVENT_STREAM_HEADERS, streams=open_streams)
+    return open_streams.respond(frames, headers=EVENT_STREAM_HEADERS)
 
 
 async def _watch(
