@@ -20,6 +20,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from server import heap
 from server.agents_file import AgentsFileError, load_agents_file
 from server.allow import allow_middleware
 from server.auth import Authenticator, Nonces
@@ -242,6 +243,7 @@ def create_app(
         await register_agents(parts, settings)
         await service.start()
         _watch_sigterm(service)
+        heap.settle()
         watchdog = asyncio.create_task(open_streams.watch(), name="parley-send-watchdog")
         try:
             yield
