@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,34 @@ from server.bench.http1 import Http1Connection
 from server.bench.probe import StreamProbe, Tally, judge
 from server.bench.sse_reader import SseReader
 from server.embedded_redis import RedisProcess
-from tests.support.servers import REPO_ROOT, ServerProcess
+from tests.support.servers import REPO_ROOT, ServerProcess, new_key_prefix, start_server
 
 # A fast synthetic model, so a tiny run takes a second or two; no bar on lateness.
 FAST = [
     *("--tokens-per-second", "200", "--reply-tokens", "30", "--first-token-latency-ms", "10"),
     *("--refresh-interval-ms", "50", "--max-p99-lateness-ms", "1e9", "--quiet"),
 ]
+RATIO_METRICS = {
+    "events/s",
+    "server CPU-s per 1k events",
+    "server bytes per open stream",
+    "lateness p99 ms",
+    "TTFD - first token p99 ms",
+    "delivery p99 ms",
+}
+
+
+@pytest.fixture
+def sse_writer_server(tmp_path: Path, redis_url: str) -> Iterator[ServerProcess]:
+    """Parley with sse-starlette's stream writer, on the session's Redis."""
+    server = start_server(
+        tmp_path / "sse-writer",
+        redis_url=redis_url,
+        key_prefix=new_key_prefix(),
+        app="server.bench.sse_writer:create_app",
+    )
+    yield server
+    server.terminate()
 
 
 def run_bench(tmp_path: Path, *args: str, module: str = "server.bench") -> dict[str, Any]:
@@ -97,6 +120,89 @@ def test_the_naive_redis_baseline_keeps_every_stream_intact_and_counts_its_redis
 def test_a_redis_pid_without_the_servers_pid_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_main(["--url", "http://127.0.0.1:9", "--redis-pid", "1"]) == 2
     assert "--server-pid" in capsys.readouterr().err
+
+
+def test_a_variant_is_measured_like_parley_with_its_ratios_to_parley(
+    tmp_path: Path,
+    shared_server: ServerProcess,
+    sse_writer_server: ServerProcess,
+    redis_server: RedisProcess,
+) -> None:
+    assert redis_server.pid is not None
+    report_path = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "server.bench", "--url", shared_server.base_url),
+            *("--server-pid", str(shared_server.pid), "--redis-pid", str(redis_server.pid)),
+            *("--variant", f"sse-starlette={sse_writer_server.base_url}"),
+            *("--variant-pid", str(sse_writer_server.pid)),
+            *("-c", "20", "-d", "2", *FAST, "--json", str(report_path)),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    report = json.loads(report_path.read_bytes())
+
+    parley, variant = report["target"], report["variant"]
+    assert variant["label"] == "sse-starlette" and variant["url"] == sse_writer_server.base_url
+    for run in (parley, variant):
+        assert_all_intact(run, run["streams"]["completed"])
+        assert run["streams"]["completed"] >= 20
+        assert run["resources"]["redis"] == "included"
+        assert run["resources"]["serverCpuSecondsPer1000Events"] is not None
+    assert any(f"include its Redis (pid {redis_server.pid})" in n for n in variant["notes"])
+    by_metric = {r["metric"]: r for r in report["variantRatios"]}
+    assert set(by_metric) >= RATIO_METRICS
+    cpu = by_metric["server CPU-s per 1k events"]
+    assert cpu["variant"] == variant["resources"]["serverCpuSecondsPer1000Events"]
+    assert cpu["parley"] == parley["resources"]["serverCpuSecondsPer1000Events"]
+    assert cpu["ratio"] == pytest.approx(cpu["variant"] / cpu["parley"])
+    header = out.splitlines()[1].split()
+    assert header[:3] == ["metric", "parley", "sse-starlette"]
+    assert "sse-starlette / parley" in out
+    assert "server CPU-s per 1k events (incl. Redis)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--variant-pid", str(os.getpid())], "give --variant too"),
+        (["--variant", "v=http://127.0.0.1:9", "--baseline-only"], "not with --baseline-only"),
+        (
+            [
+                *("--variant", "v=http://127.0.0.1:9", "--server-pid", str(os.getpid())),
+                *("--redis-pid", str(os.getpid())),
+            ],
+            "give --variant-pid",
+        ),
+    ],
+)
+def test_a_variant_given_by_halves_is_refused(
+    args: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench_main(["--url", "http://127.0.0.1:9", *args]) == 2
+    assert problem in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("variant", "problem"),
+    [
+        ("parley=http://127.0.0.1:9", "names another column"),
+        ("http://127.0.0.1:9", "LABEL=URL"),
+        ("v=127.0.0.1:9", "not an http(s) URL"),
+    ],
+)
+def test_a_variant_that_is_not_label_equals_url_is_refused(
+    variant: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--variant", variant])
+    assert exited.value.code == 2
+    assert problem in capsys.readouterr().err
 
 
 def test_bench_samples_the_measured_servers_cpu_and_memory(tmp_path: Path) -> None:

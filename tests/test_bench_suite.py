@@ -56,6 +56,8 @@ def test_the_suite_measures_parley_against_both_baselines_and_stops_everything(
         assert run["resources"]["redis"] == "left out"
         assert any("Redis is not counted" in note for note in run["notes"])
     assert "(incl. Redis)" not in out
+    # Without --writers, no variant.
+    assert "variant" not in report and "variantServerMetrics" not in report
     # Both workers' counts, summed: every stream the bench saw complete, and no other.
     assert report["serverMetrics"]["exchanges"]["completed"] == 3
     assert report["serverMetrics"]["firstToken"]["count"] == 3
@@ -76,6 +78,39 @@ def test_the_suite_counts_its_private_redis_in_parleys_and_naive_rediss_figures(
     assert report["baseline"]["resources"]["redis"] == "none"
     assert "server CPU % (incl. Redis)" in out and "server KB per open stream (incl. Redis)" in out
     assert not psutil.pid_exists(int(pid)), "the suite left its Redis running"
+
+
+def test_the_suite_with_writers_measures_parley_with_sse_starlettes_writer_right_after_parley(
+    tmp_path: Path,
+) -> None:
+    report, out, err = run_suite(tmp_path, "--writers")
+    [redis_pid] = re.findall(r"Redis ready: .* \(pid (\d+)\)", err)
+    [parley_pid] = re.findall(r"Parley ready in .* \(pid (\d+)\)", err)
+    [variant_pid] = re.findall(r"Parley \(sse-starlette writer\) ready in .* \(pid (\d+)\)", err)
+    assert f"--variant-pid {variant_pid}" in err and f"--server-pid {parley_pid}" in err
+    variant = report["variant"]
+    assert variant["label"] == "sse-starlette"
+    assert variant["url"] != report["target"]["url"]
+    for run in (report["target"], variant):
+        assert (run["streams"]["completed"], run["streams"]["failed"]) == (3, 0)
+        assert run["integrity"] == {"ok": 3, "lost": 0, "duplicated": 0, "corrupt": 0}
+        assert run["resources"]["redis"] == "included"
+        assert any(f"include its Redis (pid {redis_pid})" in note for note in run["notes"])
+    assert {r["metric"] for r in report["variantRatios"]} >= {
+        "events/s",
+        "server CPU-s per 1k events",
+        "server bytes per open stream",
+        "lateness p99 ms",
+        "TTFD - first token p99 ms",
+        "delivery p99 ms",
+    }
+    assert "sse-starlette / parley" in out
+    # Each one's own /metrics, both workers summed (the variant's through its own multiproc dir).
+    assert "Parley (sse-starlette writer) /metrics (all workers" in out
+    assert report["serverMetrics"]["exchanges"]["completed"] == 3
+    assert report["variantServerMetrics"]["exchanges"]["completed"] == 3
+    for pid in (parley_pid, variant_pid, redis_pid):
+        assert not psutil.pid_exists(int(pid)), "the suite left a process running"
 
 
 def test_server_metrics_read_quantiles_as_bucket_bounds() -> None:

@@ -1,4 +1,5 @@
-"""``parley bench``: measure a Parley server, the bare and naive-redis baselines, in one run."""
+"""``parley bench``: measure a Parley server, a variant of it, the bare and naive-redis
+baselines, in one run."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from server.bench.report import (
     StepLevel,
     build_report,
     encode_json,
+    measured_runs,
     ratios,
     render,
+    variant_ratios,
 )
 
 __all__ = ["add_bench_arguments", "run_bench"]
@@ -68,7 +71,22 @@ def _check(options: BenchOptions) -> str | None:
         return "join mode needs --watchers of at least 1"
     if options.redis_pid is not None and options.server_pid is None and not options.baseline_only:
         return "--redis-pid counts Redis into Parley's figures: give --server-pid too"
-    for flag, pid in (("--server-pid", options.server_pid), ("--redis-pid", options.redis_pid)):
+    if options.variant is None and options.variant_pid is not None:
+        return "--variant-pid is the pid of a --variant's server: give --variant too"
+    if options.variant is not None and options.baseline_only:
+        return "--variant measures a second Parley: not with --baseline-only"
+    if (
+        options.variant is not None
+        and options.redis_pid is not None
+        and options.variant_pid is None
+    ):
+        return "--redis-pid counts Redis into the variant's figures too: give --variant-pid"
+    pids = (
+        ("--server-pid", options.server_pid),
+        ("--redis-pid", options.redis_pid),
+        ("--variant-pid", options.variant_pid),
+    )
+    for flag, pid in pids:
         if pid is not None and not psutil.pid_exists(pid):
             return f"{flag} {pid}: no such process"
     try:
@@ -104,7 +122,8 @@ def _rare_full_collections() -> Iterator[None]:
 
 
 async def _bench(options: BenchOptions) -> BenchReport:
-    """The baselines first, so Parley's leftovers in a shared Redis weigh on neither."""
+    """The baselines first, so Parley's leftovers in a shared Redis weigh on neither; then
+    Parley, then the variant."""
     report = BenchReport(date=datetime.now(UTC).isoformat(timespec="seconds"))
     params = model_params(options)
     if options.measure_bare:
@@ -130,8 +149,26 @@ async def _bench(options: BenchOptions) -> BenchReport:
             redis_pid=options.redis_pid,
         )
         report.target = await _measure(options, parley, report)
+    if options.variant is not None:
+        # Right after Parley, so the two compared see the same Redis as nearly as can be: what
+        # Parley left there (replay logs, kept PARLEY_REPLAY_RETENTION_SECONDS, 10 minutes by
+        # default) neither expires under the variant's run nor counts in its KB per open stream
+        # (growth over the idle RSS taken at each run's start). Parley first, so its figures
+        # stay those of a run without --variant, comparable with earlier reports.
+        label, url = options.variant
+        variant = Target(
+            label=label,
+            url=url,
+            api_key=options.api_key,
+            pid=options.variant_pid,
+            redis_pid=options.redis_pid,
+        )
+        report.variant = await _measure(options, variant, report)
     report.ratios = _ratios(report.target, report.baseline)
     report.naive_redis_ratios = _ratios(report.target, report.naive_redis)
+    variant_run, parley_run = report.variant, report.target
+    if variant_run and parley_run and variant_run.concurrency == parley_run.concurrency:
+        report.variant_ratios = variant_ratios(variant_run, parley_run)
     return report
 
 
@@ -208,14 +245,14 @@ def _step_line(run: RunReport, passed: bool) -> str:
 def _passed(report: BenchReport, options: BenchOptions) -> bool:
     if options.step:
         return all(best is not None for best in report.largest_passing.values())
-    runs = [r for r in (report.target, report.baseline, report.naive_redis) if r is not None]
-    return all(r.passes(options.max_p99_lateness_ms) for r in runs)
+    return all(r.passes(options.max_p99_lateness_ms) for r in measured_runs(report))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="parley bench",
-        description="Load-test a Parley server against the bare and naive-redis baselines.",
+        description="Load-test a Parley server (and a variant of it) against the bare and "
+        "naive-redis baselines.",
     )
     add_bench_arguments(parser)
     return run_bench(parser.parse_args(argv))

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Literal
 
 import msgspec
 
 Mode = Literal["streaming", "blocking", "join", "mixed"]
 MODES: tuple[Mode, ...] = ("streaming", "blocking", "join", "mixed")
+# The labels of the report's other columns, which a variant may not take.
+RESERVED_LABELS = ("parley", "baseline", "naive-redis")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class BenchOptions(msgspec.Struct, kw_only=True, frozen=True):
@@ -28,6 +32,8 @@ class BenchOptions(msgspec.Struct, kw_only=True, frozen=True):
     request_timeout_s: float | None = None
     server_pid: int | None = None
     redis_pid: int | None = None
+    variant: tuple[str, str] | None = None
+    variant_pid: int | None = None
     baseline: bool = False
     naive_redis_url: str | None = None
     baseline_only: bool = False
@@ -81,8 +87,24 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--redis-pid",
         type=int,
-        help="count this Redis process into the server's CPU and RSS (Parley's and "
-        "naive-redis's): the target is Parley + its Redis; needs --server-pid for Parley",
+        help="count this Redis process into the server's CPU and RSS (Parley's, the "
+        "variant's and naive-redis's): the target is Parley + its Redis; needs --server-pid "
+        "for Parley and --variant-pid for a variant",
+    )
+    target.add_argument(
+        "--variant",
+        metavar="LABEL=URL",
+        type=_variant,
+        help="also measure a second Parley at URL (e.g. built another way) in the same run, "
+        "right after Parley, as a column named LABEL, with a table of its ratios to Parley "
+        "(variant / parley); same load, --api-key and bars as Parley",
+    )
+    target.add_argument(
+        "--variant-pid",
+        type=int,
+        metavar="PID",
+        help="sample CPU and RSS of the variant's server process and its children, with "
+        "--redis-pid's Redis counted in as for Parley",
     )
     load = parser.add_argument_group("load")
     load.add_argument(
@@ -217,6 +239,20 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
     fields = {name: getattr(args, name) for name in BenchOptions.__struct_fields__}
     return msgspec.convert(fields, BenchOptions)
+
+
+def _variant(text: str) -> tuple[str, str]:
+    """``LABEL=URL`` into its two parts."""
+    label, equals, url = text.partition("=")
+    if not equals or not _LABEL.fullmatch(label):
+        raise argparse.ArgumentTypeError(
+            "give LABEL=URL, LABEL made of letters, digits, '.', '_' and '-'"
+        )
+    if label in RESERVED_LABELS:
+        raise argparse.ArgumentTypeError(f"{label!r} names another column: choose another label")
+    if not url.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {url!r}")
+    return label, url
 
 
 def _positive_int(text: str) -> int:

@@ -1,4 +1,5 @@
-"""Figures of a run, the printed table, the ratios to the baselines, and the JSON report."""
+"""Figures of a run, the printed table, the ratios to the baselines and of a variant to Parley,
+and the JSON report."""
 
 from __future__ import annotations
 
@@ -121,6 +122,15 @@ class Ratio(msgspec.Struct, kw_only=True, rename="camel"):
     ratio: float | None
 
 
+class VariantRatio(msgspec.Struct, kw_only=True, rename="camel"):
+    """A variant's figure over Parley's (``--variant``): below 1 is less of it than Parley."""
+
+    metric: str
+    variant: float | None
+    parley: float | None
+    ratio: float | None
+
+
 class StepLevel(msgspec.Struct, kw_only=True, rename="camel"):
     concurrency: int
     passed: bool
@@ -130,10 +140,12 @@ class StepLevel(msgspec.Struct, kw_only=True, rename="camel"):
 class BenchReport(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
     date: str
     target: RunReport | None = None
+    variant: RunReport | None = None
     baseline: RunReport | None = None
     naive_redis: RunReport | None = None
     ratios: list[Ratio] = msgspec.field(default_factory=list)
     naive_redis_ratios: list[Ratio] = msgspec.field(default_factory=list)
+    variant_ratios: list[VariantRatio] = msgspec.field(default_factory=list)
     steps: dict[str, list[StepLevel]] = msgspec.field(default_factory=dict)
     largest_passing: dict[str, int | None] = msgspec.field(default_factory=dict)
 
@@ -287,22 +299,38 @@ def _bytes_per_stream(idle_rss: int | None, memory: Sequence[MemoryPoint]) -> fl
     return (busiest.rss_bytes - idle_rss) / busiest.open_streams
 
 
+# The figures where the engine's (or the writer's) cost shows.
+_RATIO_PICKS: list[tuple[str, Callable[[RunReport], float | None]]] = [
+    ("events/s", lambda r: r.rates.events_per_s),
+    ("bytes/s", lambda r: r.rates.bytes_per_s),
+    ("server CPU-s per 1k events", lambda r: r.resources.server_cpu_seconds_per_1000_events),
+    ("server bytes per open stream", lambda r: r.resources.server_bytes_per_open_stream),
+    ("TTFD - first token p99 ms", lambda r: r.ttfd_minus_first_token_ms.p99),
+    ("lateness p99 ms", lambda r: r.lateness_ms.p99),
+    ("delivery p99 ms", lambda r: r.delivery_ms.p99),
+]
+
+
+def _divide(mine: float | None, theirs: float | None) -> float | None:
+    return mine / theirs if mine is not None and theirs else None
+
+
 def ratios(target: RunReport, baseline: RunReport) -> list[Ratio]:
-    """Parley divided by a baseline, for the figures where the engine's cost shows."""
-    picks: list[tuple[str, Callable[[RunReport], float | None]]] = [
-        ("events/s", lambda r: r.rates.events_per_s),
-        ("bytes/s", lambda r: r.rates.bytes_per_s),
-        ("server CPU-s per 1k events", lambda r: r.resources.server_cpu_seconds_per_1000_events),
-        ("server bytes per open stream", lambda r: r.resources.server_bytes_per_open_stream),
-        ("TTFD - first token p99 ms", lambda r: r.ttfd_minus_first_token_ms.p99),
-        ("lateness p99 ms", lambda r: r.lateness_ms.p99),
-        ("delivery p99 ms", lambda r: r.delivery_ms.p99),
-    ]
+    """Parley divided by a baseline."""
     out = []
-    for name, pick in picks:
+    for name, pick in _RATIO_PICKS:
         mine, theirs = pick(target), pick(baseline)
-        ratio = mine / theirs if mine is not None and theirs else None
-        out.append(Ratio(metric=name, parley=mine, baseline=theirs, ratio=ratio))
+        out.append(Ratio(metric=name, parley=mine, baseline=theirs, ratio=_divide(mine, theirs)))
+    return out
+
+
+def variant_ratios(variant: RunReport, parley: RunReport) -> list[VariantRatio]:
+    """A variant divided by Parley, for the same figures as the baselines' ratios."""
+    out = []
+    for name, pick in _RATIO_PICKS:
+        theirs, mine = pick(variant), pick(parley)
+        ratio = _divide(theirs, mine)
+        out.append(VariantRatio(metric=name, variant=theirs, parley=mine, ratio=ratio))
     return out
 
 
@@ -382,13 +410,20 @@ def _rows(r: RunReport, suffix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
+def measured_runs(report: BenchReport) -> list[RunReport]:
+    """Every run of the report, in the order of the table's columns."""
+    runs = (report.target, report.variant, report.baseline, report.naive_redis)
+    return [r for r in runs if r is not None]
+
+
 def render(report: BenchReport) -> str:
-    runs = [r for r in (report.target, report.baseline, report.naive_redis) if r is not None]
+    runs = measured_runs(report)
     suffix = _server_suffix(runs)
     lines: list[str] = []
     if runs:
         lines += _render_runs(runs, suffix)
     lines += _render_ratios(report, suffix)
+    lines += _render_variant_ratios(report, suffix)
     for label, levels in report.steps.items():
         lines += [
             "",
@@ -425,6 +460,23 @@ def _render_ratios(report: BenchReport, suffix: str) -> list[str]:
             row += [_num(found[index].baseline, 3), _num(found[index].ratio, 2)]
         body.append(row)
     return ["", _table(header, body)]
+
+
+def _render_variant_ratios(report: BenchReport, suffix: str) -> list[str]:
+    """The variant's figure, Parley's, and the variant's over Parley's."""
+    if report.variant is None or not report.variant_ratios:
+        return []
+    label = report.variant.label
+    body = [
+        [
+            ratio.metric + (suffix if ratio.metric.startswith("server ") else ""),
+            _num(ratio.parley, 3),
+            _num(ratio.variant, 3),
+            _num(ratio.ratio, 2),
+        ]
+        for ratio in report.variant_ratios
+    ]
+    return ["", _table([f"{label} / parley", "parley", label, "ratio"], body)]
 
 
 def _render_runs(runs: list[RunReport], suffix: str) -> list[str]:
