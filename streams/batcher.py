@@ -4,6 +4,11 @@ Many exchanges flush on the same interval boundary; sharing a write keeps the fl
 cheap at thousands of concurrent streams. The batcher owns one connection: batches are
 written as they come, without waiting for earlier replies, and a reader task hands each
 reply to its caller in order. A Redis that stops answering is cut off after ``timeout``.
+
+:meth:`ScriptBatcher.submit` returns the reply as a future, so a caller can react to it in a
+callback instead of keeping a task waiting; a script Redis has lost (a restart, ``SCRIPT
+FLUSH``) is loaded again and the call resent by the reader, so callers never see
+``NOSCRIPT``.
 """
 
 from __future__ import annotations
@@ -14,10 +19,23 @@ from collections import deque
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 
 from streams.resp import RespConnection
 from streams.scripts import Script
+
+
+class _Call:
+    """A command and its caller's future; ``script`` when the command runs one by its sha."""
+
+    __slots__ = ("command", "future", "script", "sent_at")
+
+    def __init__(
+        self, command: tuple[Any, ...], future: asyncio.Future[Any], script: Script | None
+    ) -> None:
+        self.command = command
+        self.future = future
+        self.script = script
+        self.sent_at = 0.0
 
 
 class _Line:
@@ -25,7 +43,7 @@ class _Line:
 
     def __init__(self, conn: RespConnection) -> None:
         self.conn = conn
-        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self.waiting: deque[_Call] = deque()
         self.closed = False
 
     def fail(self, error: Exception) -> None:
@@ -34,16 +52,16 @@ class _Line:
         self.closed = True
         self.conn.close()
         waiting, self.waiting = self.waiting, deque()
-        for future, _ in waiting:
-            if not future.done():
-                future.set_exception(error)
+        for call in waiting:
+            if not call.future.done():
+                call.future.set_exception(error)
 
 
 class ScriptBatcher:
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         self._url = url
         self._timeout = timeout
-        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._queue: list[_Call] = []
         self._scheduled = False
         self._line: _Line | None = None
         self._connecting: asyncio.Lock | None = None
@@ -51,24 +69,19 @@ class ScriptBatcher:
         self.batches = 0
 
     async def call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        try:
-            return await self._submit(command)
-        except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # Redis restarted and lost its scripts: load this one, then run the call again.
-        await self._submit(("SCRIPT", "LOAD", script.source))
-        return await self._submit(command)
+        return await self.submit(script, keys, args)
 
-    def _submit(self, command: tuple[Any, ...]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((command, future))
+    def submit(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """Queue a script call for this tick's batch; its reply (or error) is the future's."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue_call(_Call(("EVALSHA", script.sha, len(keys), *keys, *args), future, script))
+        return future
+
+    def _queue_call(self, call: _Call) -> None:
+        self._queue.append(call)
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._spawn)
-        return future
+            asyncio.get_running_loop().call_soon(self._spawn)
 
     def _spawn(self) -> None:
         batch, self._queue = self._queue, []
@@ -80,20 +93,22 @@ class ScriptBatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[_Call]) -> None:
         self.batches += 1
         try:
             line = await self._connected_line()
             if line.closed:
                 raise RedisConnectionError("lost the Redis connection")
         except RedisConnectionError as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(exc)
             return
-        line.conn.write(*(command for command, _ in batch))
+        line.conn.write(*(call.command for call in batch))
         now = asyncio.get_running_loop().time()
-        line.waiting.extend((future, now) for _, future in batch)
+        for call in batch:
+            call.sent_at = now
+        line.waiting.extend(batch)
         try:
             await line.conn.drain()  # a Redis that reads slowly holds the callers back
         except RedisConnectionError as exc:
@@ -116,22 +131,35 @@ class ScriptBatcher:
         try:
             while True:
                 for reply in await line.conn.replies():
-                    future, _ = line.waiting.popleft()
-                    if future.done():
-                        continue
-                    if isinstance(reply, Exception):
-                        future.set_exception(reply)
-                    else:
-                        future.set_result(reply)
+                    self._answer(line.waiting.popleft(), reply)
         except (RedisConnectionError, IndexError) as exc:
             line.fail(RedisConnectionError(str(exc)))
+
+    def _answer(self, call: _Call, reply: Any) -> None:
+        if call.future.done():
+            return
+        if not isinstance(reply, Exception):
+            call.future.set_result(reply)
+        elif call.script is not None and str(reply).startswith("NOSCRIPT"):
+            # Redis lost its scripts: load this one, then send the call once more.
+            load = _Call(("SCRIPT", "LOAD", call.script.source), self._loop_future(), None)
+            self._queue_call(load)
+            self._queue_call(_Call(call.command, call.future, None))
+        else:
+            call.future.set_exception(reply)
+
+    @staticmethod
+    def _loop_future() -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return future
 
     async def _watch(self, line: _Line) -> None:
         """Cut a connection whose oldest call has waited past the timeout."""
         loop = asyncio.get_running_loop()
         while not line.closed:
             await asyncio.sleep(1.0)
-            if line.waiting and loop.time() - line.waiting[0][1] > self._timeout:
+            if line.waiting and loop.time() - line.waiting[0].sent_at > self._timeout:
                 line.fail(RedisConnectionError("Redis did not answer in time"))
 
     async def close(self) -> None:

@@ -80,6 +80,10 @@ class Outcome:
 
 
 class ExchangeRunner:
+    """One task per exchange: it reads the backend; flushes run from a timer and finish in a
+    callback on the reply's future, so a delta costs no task wakeup of its own, and deltas
+    of every exchange due in the same loop tick share the batcher's one write."""
+
     def __init__(
         self,
         spec: ExchangeSpec,
@@ -101,18 +105,20 @@ class ExchangeRunner:
         self._parts: list[str] = []
         self._pending: list[str] = []
         self._pending_chars = 0
-        self._inflight: Attempt | None = None
+        self._frozen: Attempt | None = None
+        self._landing: asyncio.Future[bool] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._end: tuple[Exchange, list[Any], Usage] | None = None
         self._seq = 0
         self._meter = UsageMeter()
         self._outcome = Outcome()
         self._last_flush = -1e9
         self._outage_since: float | None = None
-        self._dirty = asyncio.Event()
-        self._stop = asyncio.Event()
+        self._task: asyncio.Task[Any] | None = None
+        self._consuming = False
+        self._halted = False
         self._stop_outcome: Outcome | None = None
         self._closing = False
-        self._flushing = False
         self._first_token_ms: int | None = None
         self.done = asyncio.Event()
         # Called once with the finished exchange just before its end is stored, so whatever
@@ -129,34 +135,43 @@ class ExchangeRunner:
         self._halt(Outcome("failed", reason, ErrorInfo(code=code, message=message)))
 
     def _halt(self, outcome: Outcome) -> None:
-        if not self._stop.is_set():
-            self._stop_outcome = outcome
-            self._stop.set()
+        """The first stop wins; it cuts the backend short if it is still being read."""
+        if self._stop_outcome is not None:
+            return
+        self._stop_outcome = outcome
+        if self._consuming and self._task is not None:
+            self._halted = True
+            self._task.cancel()
 
     # --- the run ---------------------------------------------------------------------------
 
     async def run(self) -> Exchange | None:
-        started = asyncio.get_running_loop().time()
-        flusher = asyncio.create_task(self._flush_loop())
-        consumer = asyncio.create_task(self._consume())
-        stopper = asyncio.create_task(self._stop.wait())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._task = asyncio.current_task()
         try:
-            await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if not consumer.done():
-                consumer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await consumer
-                self._outcome = self._stop_outcome or Outcome("cancelled", "cancelled")
-            await self._stop_flusher(flusher)
+            await self._consume_until_halted()
+            await self._stop_flushing()
             return await self._finish()
         finally:
-            stopper.cancel()
-            elapsed = asyncio.get_running_loop().time() - started
-            self._observer.finished(self._outcome.status, elapsed)
+            self._observer.finished(self._outcome.status, loop.time() - started)
             self.done.set()
+
+    async def _consume_until_halted(self) -> None:
+        if self._stop_outcome is not None:  # stopped before it began
+            self._outcome = self._stop_outcome
+            return
+        try:
+            await self._consume()
+        except asyncio.CancelledError:
+            assert self._task is not None
+            if not self._halted or self._task.uncancel() > 0:
+                raise  # cancelled from outside, not by a halt
+            self._outcome = self._stop_outcome or Outcome("cancelled", "cancelled")
 
     async def _consume(self) -> None:
         stream = self._backend.stream(self.spec.request)
+        self._consuming = True
         try:
             async for chunk in stream:
                 if chunk.usage is not None:
@@ -175,6 +190,7 @@ class ExchangeRunner:
             info = ErrorInfo(code="internal_error", message=f"the model backend failed: {exc}")
             self._outcome = Outcome("failed", "error", info)
         finally:
+            self._consuming = False
             with contextlib.suppress(Exception):
                 await stream.aclose()  # type: ignore[attr-defined]
         if self._outcome.status == "completed" and self._outcome.finish_reason is None:
@@ -191,36 +207,41 @@ class ExchangeRunner:
         over = self._pending_chars > self._config.backlog_max_chars
         if self._outage_since is not None and over:
             self.abort("redis_unavailable", "Redis is unreachable and the backlog is full", "error")
-        self._dirty.set()
+        self._schedule()
 
     # --- flushing --------------------------------------------------------------------------
 
-    async def _flush_loop(self) -> None:
+    def _schedule(self) -> None:
+        """Flush now if the last flush is an interval old (the leading edge), else when it
+        is. A flush in flight schedules the next one as it lands."""
+        if self._closing or self._landing is not None or self._timer is not None:
+            return
+        if not self._pending:
+            return
         loop = asyncio.get_running_loop()
-        while not self._closing:
-            await self._dirty.wait()
-            wait = self._last_flush + self._retry_interval() - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._dirty.clear()
-            self._flushing = True
-            try:
-                await self._flush()
-            finally:
-                self._flushing = False
+        due = self._last_flush + self._retry_interval()
+        if due <= loop.time():
+            self._send()
+        else:
+            self._timer = loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._send()
 
     def _retry_interval(self) -> float:
         if self._outage_since is None:
             return self._interval
         return max(self._interval, _OUTAGE_RETRY)
 
-    async def _stop_flusher(self, flusher: asyncio.Task[None]) -> None:
-        """Let a flush in flight land, so its outcome is known; cut a waiting one short."""
+    async def _stop_flushing(self) -> None:
+        """Cut a waiting flush short; let one in flight land, so its outcome is known."""
         self._closing = True
-        if not self._flushing:
-            flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._landing is not None:
+            await asyncio.shield(self._landing)
 
     def _attempt(self) -> Attempt:
         text = "".join(self._pending)
@@ -236,50 +257,77 @@ class ExchangeRunner:
         ]
         return Attempt(args, shown, len(self._pending))
 
-    async def _flush(self) -> bool:
-        """Send the pending text as the next delta (or resend the one in doubt); True if
-        Redis has it now."""
-        if not self._pending:
-            return True
-        attempt = self._inflight = self._inflight or self._attempt()
+    def _send(self) -> asyncio.Future[bool] | None:
+        """Send the pending text as the next delta (or resend the one in doubt); the future
+        says whether Redis has it now. None when there is nothing to send."""
+        if not self._pending or self._landing is not None:
+            return self._landing
+        attempt = self._frozen = self._frozen or self._attempt()
         loop = asyncio.get_running_loop()
+        landing = self._landing = loop.create_future()
         started = loop.time()
+        reply = self._submit(_FLUSH, self._flush_keys, attempt.args)
+        reply.add_done_callback(lambda done: self._flushed(done, attempt, landing, started))
+        return landing
+
+    def _flushed(
+        self,
+        reply: asyncio.Future[Any],
+        attempt: Attempt,
+        landing: asyncio.Future[bool],
+        started: float,
+    ) -> None:
+        self._landing = None
+        now = asyncio.get_running_loop().time()
         try:
-            stream_id, cancel, repeated = await self._call(_FLUSH, self._flush_keys, attempt.args)
+            stream_id, cancel, repeated = reply.result()
         except (RedisError, OSError, TimeoutError) as exc:
-            self._last_flush = loop.time()  # the retry waits from the failed attempt
+            self._last_flush = now  # the retry waits from the failed attempt
             self._on_outage(exc, started)
-            self._dirty.set()
-            return False
-        self._inflight = None
+            _resolve(landing, False)
+            self._schedule()
+            return
+        except BaseException as exc:  # not Redis's doing: let whoever waits see it
+            if not landing.done():
+                landing.set_exception(exc)
+            return
+        self._frozen = None
         self._outage_since = None
-        self._last_flush = loop.time()
+        self._last_flush = now
         del self._pending[: attempt.taken]
         self._pending_chars = sum(map(len, self._pending))
         self._seq += 1
         self._meter.mark_written(attempt.shown)
         self._observer.flushed(repeated=bool(repeated))
-        if self._pending:
-            self._dirty.set()
+        _resolve(landing, True)
         if not stream_id:
             self.abort("session_deleted", "the session was deleted", "cancelled")
         elif cancel:
             self.request_cancel()
-        return True
+        self._schedule()
 
-    async def _call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+    async def _flush(self) -> bool:
+        """Flush the pending text and wait for the outcome; True if Redis has it now."""
+        landing = self._send()
+        return True if landing is None else await asyncio.shield(landing)
+
+    def _submit(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         """A script call; during an outage it gives up when the outage bound is reached, so
         a Redis that accepts calls but never answers cannot stretch the bound. Past the bound
         (the end still to store) only the batcher's own timeout applies, so a Redis that is
         back but slow still gets the end stored."""
-        call = self._batcher.call(script, keys, args)
+        reply = self._batcher.submit(script, keys, args)
         if self._outage_since is None:
-            return await call
-        bound = self._outage_since + self._config.redis_outage_bound_seconds
-        left = bound - asyncio.get_running_loop().time()
-        if left <= 0:
-            return await call
-        return await asyncio.wait_for(call, left + _OUTAGE_RETRY)
+            return reply
+        loop = asyncio.get_running_loop()
+        left = self._outage_since + self._config.redis_outage_bound_seconds - loop.time()
+        if left > 0:
+            timer = loop.call_later(left + _OUTAGE_RETRY, _expire, reply)
+            reply.add_done_callback(lambda _: timer.cancel())
+        return reply
+
+    async def _call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        return await self._submit(script, keys, args)
 
     def _on_outage(self, exc: BaseException, started: float) -> None:
         """A call sent at ``started`` failed: the outage began then, at the latest."""
@@ -345,6 +393,16 @@ class ExchangeRunner:
         stream_id = await self._call(FINISH_SCRIPT, self._finish_keys, args)
         self._meter.mark_written(final)
         return exchange if stream_id else None
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _expire(reply: asyncio.Future[Any]) -> None:
+    if not reply.done():
+        reply.set_exception(TimeoutError("Redis did not answer within the outage bound"))
 
 
 class RunObserver:

@@ -4,6 +4,7 @@ loses its reply."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -47,13 +48,16 @@ class LosingBatcher(ScriptBatcher):
         self._lose = lose
         self._count = 0
 
-    async def call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        reply = await super().call(script, keys, args)
-        if script.sha == self._script.sha:
-            self._count += 1
-            if self._count in self._lose:
-                raise RedisConnectionError("the reply was lost")
-        return reply
+    def submit(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        reply = super().submit(script, keys, args)
+        if script.sha != self._script.sha:
+            return reply
+        self._count += 1
+        if self._count not in self._lose:
+            return reply
+        lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        reply.add_done_callback(lambda _: lost.set_exception(RedisConnectionError("lost")))
+        return lost
 
 
 class CountingObserver(RecordingObserver):
