@@ -160,7 +160,8 @@ def build_service(
     config = settings.engine()
     keys = Keys(config.key_prefix)
     agents = RedisAgentCatalog(redis, keys, check=check, builtins=builtin_agents())
-    store = Store(redis, keys, config)
+    batcher = ScriptBatcher(settings.redis_url)
+    store = Store(redis, keys, config, batcher)
     observer = observer or RunObserver()
     quotas = Quotas(redis, keys, keyring.limits_of, config.lock_ttl_ms, observer.refused)
     service = ConversationService(
@@ -171,7 +172,7 @@ def build_service(
         backends=BackendRegistry(makers.makers()),
         hub=Hub(settings.redis_url, keys, keepalive=config.keepalive_seconds),
         store=store,
-        batcher=ScriptBatcher(settings.redis_url),
+        batcher=batcher,
         reaper=Reaper(redis, store, keys, config),
         observer=observer,
         quotas=quotas,

@@ -69,6 +69,20 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 'created'
 """
 
+# KEYS: session, lock, exchanges
+# ARGV: owner, the exchange key without its id (``Keys.exchange(sid, "")``)
+# Returns {} when there is no such session for this owner; else {session, locked, exchanges}:
+# the session's fields and values, 1 when its run lock is held, and each exchange's fields
+# and values, oldest first. What a new turn reads, in one round trip; it writes nothing.
+TURN_CONTEXT = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {} end
+local exchanges = {}
+for i, xid in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
+  exchanges[i] = redis.call('HGETALL', ARGV[2] .. xid)
+end
+return {redis.call('HGETALL', KEYS[1]), redis.call('EXISTS', KEYS[2]), exchanges}
+"""
+
 # KEYS: session, lock, exchanges, exchange, cancel, channel
 # ARGV: xid, owner, now_ms, lock_ttl_ms, input_text, session_ttl_s, expires_ms, params_json,
 #       call (a token unique to this begin call)

@@ -362,9 +362,8 @@ class ConversationService:
             raise
 
     async def _runner(self, owner: str, sid: str, xid: str, turn: Turn) -> ExchangeRunner:
-        session = await self.store.get_session(owner, sid)
+        session, history = await self.store.turn_context(owner, sid)
         agent = await self.agents.resolve(session.agent_id, session.agent_version)
-        history = await self.store.completed_history(sid)
         live = messages_of(history)[session.archived_messages :]
         archives = await self.store.archives(sid) if session.commit_count else []
         request = build_request(agent, live, turn.text, turn.parameters, archives)

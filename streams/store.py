@@ -10,6 +10,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
+from streams.batcher import ScriptBatcher
 from streams.clock import now_ms
 from streams.config import EngineConfig
 from streams.errors import Conflict, NotFound, SessionBusy
@@ -22,7 +23,7 @@ from streams.paging import (
     encode_cursor,
 )
 from streams.records import exchange_from, session_from, usage_args
-from streams.scripts import BEGIN, COMMIT, CREATE, IMPORT, SETTLE, Script
+from streams.scripts import BEGIN, COMMIT, CREATE, IMPORT, SETTLE, TURN_CONTEXT, Script
 from streams.types import (
     Archive,
     Counted,
@@ -49,8 +50,15 @@ class LogEntry(msgspec.Struct):
 
 
 class Store:
-    def __init__(self, redis: Redis, keys: Keys, config: EngineConfig) -> None:
+    """``batcher`` runs the reads on the hot path (a new turn's context) on the pipelined
+    connection; everything else, and every write that must be retried after a lost reply,
+    goes through ``redis``."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, config: EngineConfig, batcher: ScriptBatcher
+    ) -> None:
         self.redis = redis
+        self._batcher = batcher
         self.keys = keys
         self.config = config
         self._create = Script(CREATE)
@@ -58,6 +66,7 @@ class Store:
         self._settle = Script(SETTLE)
         self._import = Script(IMPORT)
         self._commit = Script(COMMIT)
+        self._context = Script(TURN_CONTEXT)
 
     # --- sessions -------------------------------------------------------------------------
 
@@ -365,11 +374,18 @@ class Store:
             for xid in xids:
                 pipe.hgetall(self.keys.exchange(sid, xid))
             records = await pipe.execute()
-        return [
-            exchange_from(sid, r)
-            for r in records
-            if r and r.get("status", "running") != "running" and r.get("dropped") != "1"
-        ]
+        return _history(sid, records)
+
+    async def turn_context(self, owner: str, sid: str) -> tuple[Session, list[Exchange]]:
+        """The session and its :meth:`completed_history`, read in one round trip."""
+        keys = [self.keys.session(sid), self.keys.lock(sid), self.keys.exchanges(sid)]
+        args = [owner, self.keys.exchange(sid, "")]
+        reply = await self._batcher.call(self._context, keys, args)
+        if not reply:
+            raise _no_session(sid)
+        fields, locked, records = reply
+        session = session_from(_pairs(fields), running=bool(locked))
+        return session, _history(sid, [_pairs(record) for record in records])
 
     async def exchanges_from(
         self, sid: str, start: int, count: int | None = None
@@ -527,3 +543,16 @@ def _session_filter(query: SessionQuery) -> Callable[[Session], bool]:
         return needle is None or needle in (session.title or "").casefold()
 
     return keep
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """A hash as HGETALL's flat reply (inside a script) gives it."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _history(sid: str, records: list[dict[str, str]]) -> list[Exchange]:
+    return [
+        exchange_from(sid, r)
+        for r in records
+        if r and r.get("status", "running") != "running" and r.get("dropped") != "1"
+    ]

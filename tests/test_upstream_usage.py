@@ -8,10 +8,8 @@ from typing import Any, cast
 import httpx
 from redis.asyncio import Redis
 
-from streams.config import EngineConfig
 from streams.keys import Keys
-from streams.records import usage_from
-from streams.store import Store
+from streams.records import exchange_from, usage_from
 from streams.types import Usage
 from tests.support.agents import agent_session, ask_streaming, usage_sum
 from tests.support.native import blocking_continue, get_session, list_exchanges
@@ -123,9 +121,8 @@ async def test_anthropic_cache_writes_keep_their_ttl_split_on_the_exchange_and_s
     await blocking_continue(http, sid, "again")
 
     keys = Keys(parley.key_prefix)
-    store = Store(redis_client, keys, EngineConfig(key_prefix=parley.key_prefix))
-    exchange = await store.get_exchange(sid, first["exchangeId"])
-    assert exchange is not None
+    record = await redis_client.hgetall(keys.exchange(sid, first["exchangeId"]))
+    exchange = exchange_from(sid, cast(dict[str, str], record))
     assert cache_writes(exchange.usage) == (10, 7, 3)
     assert exchange.usage.total_tokens == 5 + 11 + 10
     session = usage_from(cast(dict[str, str], await redis_client.hgetall(keys.session(sid))))

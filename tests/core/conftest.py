@@ -30,8 +30,8 @@ def config(key_prefix: str) -> EngineConfig:
 
 
 @pytest.fixture
-def store(redis_client: Redis, keys: Keys, config: EngineConfig) -> Store:
-    return Store(redis_client, keys, config)
+def store(redis_client: Redis, keys: Keys, config: EngineConfig, batcher: ScriptBatcher) -> Store:
+    return Store(redis_client, keys, config, batcher)
 
 
 @pytest.fixture

@@ -149,7 +149,7 @@ async def rig_on(url: str, config: EngineConfig) -> AsyncIterator[Rig]:
     batcher = ScriptBatcher(url)
     keys = Keys(config.key_prefix)
     try:
-        yield Rig(Store(client, keys, config), batcher, keys, config)
+        yield Rig(Store(client, keys, config, batcher), batcher, keys, config)
     finally:
         await batcher.close()
         await client.aclose()
