@@ -13,7 +13,7 @@ import time
 from typing import Annotated, Literal
 
 from litestar import HttpMethod, Router, delete, get, patch, post, route
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from litestar.types import Dependencies
 
@@ -43,10 +43,10 @@ from streams.service import ConversationService
 from streams.types import NewSession, SessionPatch, SessionSearch
 
 SessionId = Annotated[str, Parameter(description="The session id; dashed or undashed UUID.")]
-TypeQuery = Annotated[SessionType | None, Parameter(query="type")]
+TypeQuery = Annotated[SessionType | None, QueryParameter(name="type")]
 # Parley has agent sessions only: another type is refused (400) when creating one.
 CreateTypeQuery = Annotated[
-    SessionType | None, Parameter(query="type", schema_extra={"enum": ["agent"]})
+    SessionType | None, QueryParameter(name="type", schema_extra={"enum": ["agent"]})
 ]
 _SORTS: dict[str, domain.SearchSort] = {
     "created_at": "created",

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Literal
 
 from litestar import Router, delete, get, patch, post
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter, QueryParameter
 from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from litestar.types import ASGIApp, Dependencies
@@ -39,8 +39,8 @@ from streams.types import NewSession, SessionPatch, SessionQuery, Turn
 STREAM_ID = r"[0-9]{1,19}-[0-9]{1,19}"
 _STREAM_ID = re.compile(f"^{STREAM_ID}$")
 _EVENT_ID = {"pattern": f"^({STREAM_ID})?$"}  # empty: none
-LastEventIdHeader = Annotated[str, Parameter(header="Last-Event-ID", schema_extra=_EVENT_ID)]
-LastEventIdQuery = Annotated[str, Parameter(query="lastEventId", schema_extra=_EVENT_ID)]
+LastEventIdHeader = Annotated[str, HeaderParameter(name="Last-Event-ID", schema_extra=_EVENT_ID)]
+LastEventIdQuery = Annotated[str, QueryParameter(name="lastEventId", schema_extra=_EVENT_ID)]
 Sid = Annotated[str, Parameter(description="The session's conversationId.")]
 
 
@@ -71,10 +71,10 @@ async def create_session(
 async def list_sessions(
     service: ConversationService,
     principal: str,
-    agent_id: Annotated[str | None, Parameter(query="agentId")] = None,
+    agent_id: Annotated[str | None, QueryParameter(name="agentId")] = None,
     status: Literal["idle", "running"] | None = None,
     q: Annotated[str | None, Parameter(max_length=200)] = None,
-    user_id: Annotated[str | None, Parameter(query="userId")] = None,
+    user_id: Annotated[str | None, QueryParameter(name="userId")] = None,
     sort: Literal["createdAt", "updatedAt"] = "createdAt",
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
@@ -98,7 +98,7 @@ async def get_session(
     conversation_id: Sid,
     service: ConversationService,
     principal: str,
-    auto_create: Annotated[bool, Parameter(query="autoCreate")] = False,
+    auto_create: Annotated[bool, QueryParameter(name="autoCreate")] = False,
 ) -> Session:
     if auto_create:
         new = _new_session(CreateSession())

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Router, post
 from litestar.exceptions import NotAuthorizedException
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 from litestar.types import Dependencies
 
@@ -33,8 +33,8 @@ _KEY_PARAMS = frozenset({"access_token", "api_key", "apikey", "key"})
 Caller = Callable[[Request[Any, Any, Any]], Awaitable[str]]
 Token = Annotated[
     str | None,
-    Parameter(
-        query="token",
+    QueryParameter(
+        name="token",
         max_length=4096,
         description="A stream token from POST …/streamTokens, for clients that cannot send "
         "headers (EventSource). Without it, the Authorization header is used.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from server.surfaces.errors import SurfaceError
 from server.surfaces.palantir.ids import (
@@ -45,19 +45,19 @@ SessionRid = Annotated[
         schema_extra={"pattern": rid_pattern(SESSION_RID)},
     ),
 ]
-PageSize = Annotated[int, Parameter(query="pageSize", ge=1, le=100)]
+PageSize = Annotated[int, QueryParameter(name="pageSize", ge=1, le=100)]
 SessionsPageToken = Annotated[
     str | None,
-    Parameter(
-        query="pageToken",
+    QueryParameter(
+        name="pageToken",
         description=_TOKEN_TEXT,
         schema_extra={"pattern": SESSIONS_TOKEN},
     ),
 ]
 VersionsPageToken = Annotated[
     str | None,
-    Parameter(
-        query="pageToken",
+    QueryParameter(
+        name="pageToken",
         description=_TOKEN_TEXT,
         schema_extra={"pattern": VERSIONS_TOKEN},
     ),

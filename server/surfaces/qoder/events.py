@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, cast
 
 import msgspec
 from litestar import Request, Router, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.types import Dependencies
 
 from server.surfaces.qoder.bodies import read_body
@@ -54,9 +54,11 @@ from streams.types import Turn
 
 SessionId = Annotated[str, Parameter(description="The session's id, sess_...")]
 Types = Annotated[
-    tuple[str, ...], Parameter(query="types[]", description="Only events of these types.")
+    tuple[str, ...], QueryParameter(name="types[]", description="Only events of these types.")
 ]
-CommaTypes = Annotated[str | None, Parameter(query="type", description="Types, comma-separated.")]
+CommaTypes = Annotated[
+    str | None, QueryParameter(name="type", description="Types, comma-separated.")
+]
 Order = Annotated[Literal["asc"], Parameter(description="Only asc: oldest first.")]
 EventPage = Annotated[
     str | None,

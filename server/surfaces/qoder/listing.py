@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Generic, Protocol, TypeVar
 
 import msgspec
-from litestar.params import Parameter, ParameterKwarg
+from litestar.params import Parameter, ParameterKwarg, QueryParameter
 
 from server.surfaces.qoder.errors import api_error
 from streams.id_index import IdPage, Position
@@ -65,8 +65,8 @@ BeforeId = Annotated[
 
 
 def _time(name: str, bound: str) -> ParameterKwarg:
-    return ParameterKwarg(
-        query=name,
+    return QueryParameter(
+        name=name,
         description=f"Only items created {bound} this time: {_TIME_SHAPE} (midnight), "
         "UTC unless an offset is given. Empty: none.",
         schema_extra={"pattern": TIME_PATTERN},

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 from litestar.types import Dependencies
 
 from server.surfaces.qoder.bodies import checked_metadata, read_body
@@ -52,7 +52,7 @@ from streams.types import NewSession, SessionPatch, Turn
 SessionId = Annotated[str, Parameter(description="The session's id, sess_...")]
 Statuses = Annotated[
     tuple[str, ...],
-    Parameter(query="statuses[]", description="Only sessions in one of these statuses."),
+    QueryParameter(name="statuses[]", description="Only sessions in one of these statuses."),
 ]
 AgentFilter = Annotated[
     str | None, Parameter(description="Only sessions of this agent. Empty: any agent.")

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Router, get
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.types import ASGIApp, Dependencies
 
 from server.settings import Settings
@@ -40,8 +40,8 @@ PING_FRAME = b": ping\n\n"
 DELTA_TYPES = frozenset({"agent.message", "agent.thinking"})
 Deltas = Annotated[
     tuple[str, ...],
-    Parameter(
-        query="event_deltas[]",
+    QueryParameter(
+        name="event_deltas[]",
         description="agent.message: this connection previews agent messages as they grow. "
         "An empty value is none.",
         schema_extra={"items": {"type": "string", "enum": ["", *sorted(DELTA_TYPES)]}},
@@ -49,8 +49,8 @@ Deltas = Annotated[
 ]
 LastEventId = Annotated[
     str | None,
-    Parameter(
-        header="Last-Event-ID",
+    HeaderParameter(
+        name="Last-Event-ID",
         description="Resume after this event (404 if the session has no turn of it). "
         "Empty: from the start.",
         schema_extra={"pattern": EVENT_ID_PATTERN},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Router, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.types import Dependencies
 
 from server.surfaces.sonaops.bodies import query_int
@@ -28,8 +28,8 @@ def _count(name: str, default: int, high: int, description: str) -> Any:
     """A query count as the document states it. The handler reads the text itself, so a
     value out of range is Sonaops's 10400 in its own words (at HTTP 200), not Litestar's."""
     described = {"one_of": None, "type": "integer", "minimum": 1, "maximum": high}
-    return Parameter(
-        query=name, description=description, schema_extra={**described, "default": default}
+    return QueryParameter(
+        name=name, description=description, schema_extra={**described, "default": default}
     )
 
 
