@@ -30,7 +30,7 @@ FAST = [
 RATIO_METRICS = {
     "events/s",
     "server CPU-s per 1k events",
-    "server bytes per open stream",
+    "server bytes per open stream (no Redis)",
     "lateness p99 ms",
     "TTFD - first token p99 ms",
     "delivery p99 ms",
@@ -113,6 +113,12 @@ def test_the_naive_redis_baseline_keeps_every_stream_intact_and_counts_its_redis
     assert_all_intact(naive, 40)
     assert naive["resources"]["redis"] == "included"
     assert naive["resources"]["serverRssPeakBytes"] > 0
+    # Redis apart from the server's processes: its growth per exchange ended in the run.
+    assert naive["streams"]["exchanges"] == 40
+    assert naive["resources"]["redisGrowthBytes"] is not None
+    assert naive["resources"]["redisBytesPerFinishedExchange"] == pytest.approx(
+        naive["resources"]["redisGrowthBytes"] / 40
+    )
     assert any(f"include its Redis (pid {redis_server.pid})" in note for note in naive["notes"])
     assert "baseline" not in report and "target" not in report
 

@@ -1,20 +1,26 @@
 """``make bench``'s orchestration at a tiny size: it starts Parley and the baselines, runs the
-bench, reads Parley's /metrics, writes the JSON report and stops what it started. No speed is
-asserted."""
+bench (one comparison, or the three phases shrunk), reads Parley's /metrics, writes the JSON
+report with the targets table and stops what it started. No speed is asserted; the targets'
+verdicts are checked on given figures."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psutil
+import pytest
 
 from server.bench.server_metrics import parse
+from server.bench.targets import Figures, judge, render_targets
 from server.metrics import Metrics, Readings
 from streams.events import Item
 from tests.support.servers import REPO_ROOT
@@ -27,10 +33,22 @@ TINY = [
 ]
 
 
-def run_suite(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str, str]:
+# The same model, and the standard run's three phases shrunk to 3 and 6 streams and steps from
+# 2 to 9, for a tenth of a second each.
+TINY_PHASES = [
+    *("--scale", "0.003", "--workers", "1"),
+    *("--tokens-per-second", "200", "--reply-tokens", "30", "--first-token-latency-ms", "10"),
+    *("--refresh-interval-ms", "50", "--max-p99-lateness-ms", "1e9"),
+]
+TARGET_IDS = ["P1", "P2", "P3", "P4", "P5", "P6"]
+
+
+def run_suite(
+    tmp_path: Path, *args: str, load: Sequence[str] = TINY
+) -> tuple[dict[str, Any], str, str]:
     report_path = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "server.bench.suite", *args, *TINY, "--json", str(report_path)],
+        [sys.executable, "-m", "server.bench.suite", *args, *load, "--json", str(report_path)],
         cwd=REPO_ROOT,
         capture_output=True,
         timeout=120,
@@ -76,7 +94,17 @@ def test_the_suite_counts_its_private_redis_in_parleys_and_naive_rediss_figures(
         assert run["resources"]["redis"] == "included"
         assert any(f"include its Redis (pid {pid})" in note for note in run["notes"])
     assert report["baseline"]["resources"]["redis"] == "none"
-    assert "server CPU % (incl. Redis)" in out and "server KB per open stream (incl. Redis)" in out
+    assert "server CPU % (incl. Redis)" in out
+    # Memory per open stream is the server's processes alone; Redis's growth is apart.
+    assert "server KB per open stream (no Redis)" in out and "Redis MB growth" in out
+    for run in (report["target"], report["naiveRedis"]):
+        resources = run["resources"]
+        assert run["streams"]["exchanges"] == 3
+        assert resources["redisGrowthBytes"] is not None
+        assert resources["redisBytesPerFinishedExchange"] == resources["redisGrowthBytes"] / 3
+        assert resources["serverProcessBytesPerOpenStream"] is not None
+    assert report["baseline"]["resources"]["redisGrowthBytes"] is None
+    assert "phases" not in report and "targets" not in report  # one comparison, as asked
     assert not psutil.pid_exists(int(pid)), "the suite left its Redis running"
 
 
@@ -99,7 +127,7 @@ def test_the_suite_with_writers_measures_parley_with_sse_starlettes_writer_right
     assert {r["metric"] for r in report["variantRatios"]} >= {
         "events/s",
         "server CPU-s per 1k events",
-        "server bytes per open stream",
+        "server bytes per open stream (no Redis)",
         "lateness p99 ms",
         "TTFD - first token p99 ms",
         "delivery p99 ms",
@@ -129,3 +157,123 @@ def test_server_metrics_read_quantiles_as_bucket_bounds() -> None:
     delivery = figures.delivery_latency
     assert (delivery.count, delivery.p50_ms_at_most, delivery.p99_ms_at_most) == (100, 100, 1000)
     assert figures.first_token.count == 0
+
+
+def test_the_standard_run_measures_three_phases_and_judges_the_six_targets(
+    tmp_path: Path,
+) -> None:
+    report, out, err = run_suite(tmp_path, load=TINY_PHASES)
+    for announced in (
+        "expected duration: about",
+        "phase 1 of 3, A: 3 streams",
+        "phase 2 of 3, B: 6 streams",
+        "phase 3 of 3, C: steps from 2 streams x1.5 up to 9",
+        "[bench] measuring naive-redis (2 of 3)",
+    ):
+        assert announced in err
+    phases = {phase["phase"]["name"]: phase for phase in report["phases"]}
+    assert list(phases) == ["A", "B", "C"]
+    assert all(phase["exitCode"] == 0 for phase in phases.values())
+    a, b, c = (phases[name]["report"] for name in "ABC")
+    assert report["target"] == a["target"]  # phase A at the top, as a single run's report
+    assert "naiveRedis" in a and "naiveRedis" not in b and "naiveRedis" not in c
+    assert b["target"]["concurrency"] == 6 and set(c["largestPassing"]) == {"parley", "baseline"}
+    rows = {row["id"]: row for row in report["targets"]}
+    assert list(rows) == TARGET_IDS
+    # Every phase ran; at this size a baseline's CPU may round to 0 ticks, and its ratio with it.
+    verdicts = {"✔", "✘", "not measured (a figure is missing)"}
+    assert all(row["verdict"] in verdicts for row in rows.values())
+    assert all(rows[always]["verdict"] in "✔✘" for always in ("P2", "P3", "P5"))
+    # Each row's figures are the phases' own.
+    cpu = "serverCpuSecondsPer1000Events"
+    assert rows["P1"]["parley"] == a["target"]["resources"][cpu]
+    assert rows["P1"]["reference"] == a["baseline"]["resources"][cpu]
+    assert rows["P6"]["reference"] == a["naiveRedis"]["resources"][cpu]
+    memory = "serverProcessBytesPerOpenStream"
+    assert rows["P4"]["parley"] == a["target"]["resources"][memory] / 1024
+    assert rows["P3"]["parley"] == a["target"]["ttfdMinusFirstTokenMs"]["p99"]
+    assert rows["P2"]["parley"] == b["target"]["latenessMs"]["p99"]
+    # Levels judged on the targets' own 50 ms bar, whatever bar the bench stepped with.
+    leading = itertools.takewhile(passes_targets_bar, c["steps"]["parley"])
+    assert rows["P5"]["parley"] == max(level["concurrency"] for level in leading)
+    printed = re.findall(r"^(P\d) .*  (✔|✘|not measured \(a figure is missing\))$", out, re.M)
+    assert printed == [(row["id"], row["verdict"]) for row in rows.values()]
+
+
+def passes_targets_bar(level: dict[str, Any]) -> bool:
+    run = level["report"]
+    streams, integrity = run["streams"], run["integrity"]
+    clean = integrity["lost"] + integrity["duplicated"] + integrity["corrupt"] == 0
+    return bool(streams["completed"] and not streams["failed"] and clean) and (
+        run["latenessMs"]["p99"] <= 50
+    )
+
+
+def good() -> Figures:
+    """Figures that meet every target."""
+    return Figures(
+        comparison_streams=1000,
+        parley_cpu=0.05,
+        bare_cpu=0.03,
+        naive_cpu=0.06,
+        parley_ttfd_p99=20.0,
+        bare_ttfd_p99=5.0,
+        parley_kb_per_stream=60.0,
+        bare_kb_per_stream=42.0,
+        lateness_streams=2000,
+        interval_ms=100,
+        parley_lateness_p99=40.0,
+        bare_lateness_p99=10.0,
+        parley_completed=9000,
+        parley_largest=1688,
+        bare_largest=1688,
+    )
+
+
+def test_the_targets_are_met_by_figures_within_every_bar() -> None:
+    rows = judge(good())
+    assert [row.id for row in rows] == TARGET_IDS
+    assert [row.verdict for row in rows] == ["✔"] * 6
+    assert rows[0].ratio == pytest.approx(0.05 / 0.03)
+    assert rows[5].ratio == pytest.approx(0.05 / 0.06)
+    assert "2,000 streams, 100 ms interval" in rows[1].what
+
+
+@pytest.mark.parametrize(
+    ("change", "missed"),
+    [
+        ({"parley_cpu": 0.061}, {"P1", "P6"}),  # 2.03x bare, and above naive-redis
+        ({"parley_cpu": 0.06}, {"P6"}),  # 2.0x bare is within; equal to naive-redis is not
+        ({"parley_lateness_p99": 50.1}, {"P2"}),
+        ({"parley_failed": 1}, {"P2"}),
+        ({"parley_integrity_failures": 1}, {"P2"}),
+        ({"parley_completed": 0}, {"P2"}),
+        ({"parley_ttfd_p99": 25.5}, {"P3"}),
+        ({"parley_kb_per_stream": 63.1}, {"P4"}),  # 1.502x
+        ({"parley_largest": 1125}, {"P5"}),
+        ({"parley_largest": None}, {"P5"}),  # no level passed
+    ],
+)
+def test_a_figure_past_its_bar_misses_its_target_and_only_that_one(
+    change: dict[str, Any], missed: set[str]
+) -> None:
+    rows = judge(msgspec.structs.replace(good(), **change))
+    assert {row.id for row in rows if row.verdict == "✘"} == missed
+    assert all(row.met is (row.id not in missed) for row in rows)
+
+
+def test_phases_not_run_leave_their_targets_not_measured() -> None:
+    quick = msgspec.structs.replace(good(), unmeasured={"B": "--quick", "C": "--quick"})
+    rows = {row.id: row for row in judge(quick)}
+    for skipped in ("P2", "P5"):
+        assert rows[skipped].met is None
+        assert rows[skipped].verdict == "not measured (--quick)"
+    assert all(rows[measured].met for measured in ("P1", "P3", "P4", "P6"))
+    # A figure missing from a phase that ran is not a verdict either.
+    rows = {row.id: row for row in judge(msgspec.structs.replace(good(), naive_cpu=None))}
+    assert rows["P6"].met is None and rows["P6"].verdict == "not measured (a figure is missing)"
+    table = render_targets(judge(quick))
+    assert "not measured (--quick)" in table and table.splitlines()[1].split()[:2] == [
+        "target",
+        "parley",
+    ]

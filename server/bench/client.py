@@ -75,8 +75,18 @@ class Mark(msgspec.Struct, frozen=True):
 
 
 class MemoryPoint(msgspec.Struct, frozen=True):
+    """RSS at one instant, the server's own processes and its Redis apart: what Redis holds
+    grows with the exchanges finished (replay logs kept for the retention period), not with
+    the streams open."""
+
     open_streams: int
-    rss_bytes: int
+    server_rss_bytes: int
+    redis_rss_bytes: int | None = None
+
+    @property
+    def rss_bytes(self) -> int:
+        """The server with its Redis, as its CPU is counted."""
+        return self.server_rss_bytes + (self.redis_rss_bytes or 0)
 
 
 class RunResult:
@@ -90,8 +100,9 @@ class RunResult:
         self.notes: list[str] = []
         self.collector = Collector(0.0)
         self.window: tuple[Mark, Mark] | None = None
-        self.idle_rss: int | None = None
+        self.idle: MemoryPoint | None = None
         self.memory: list[MemoryPoint] = []
+        self.final: MemoryPoint | None = None
         self.elapsed_s = 0.0
 
 
@@ -160,7 +171,8 @@ class LoadRun:
         self._sessions_left = options.concurrency
         self._first_session_done = asyncio.Event()
         self._all_done = asyncio.Event()
-        self._server = ProcessSampler(*target.pids) if target.pids else None
+        self._server = ProcessSampler(target.pids[0]) if target.pids else None
+        self._redis = ProcessSampler(target.pids[1]) if len(target.pids) > 1 else None
         self._client = ProcessSampler(os.getpid(), include_children=False)
 
     async def execute(self) -> RunResult:
@@ -169,7 +181,7 @@ class LoadRun:
         result.agent_id, result.params = await self._prepare_agent()
         spacing = expected_spacing_s(options.refresh_interval_ms, result.params)
         result.collector.expected_spacing = spacing
-        result.idle_rss = self._server.sample().rss_bytes if self._server else None
+        result.idle = self._sample()[1]
         if options.exchanges is None:
             self._deadline = started + options.ramp_s + options.duration_s
         tasks = [asyncio.create_task(self._session(i, started)) for i in range(options.concurrency)]
@@ -189,6 +201,7 @@ class LoadRun:
             await asyncio.gather(*tasks, *watchers, return_exceptions=True)
             if not options.quiet:
                 Progress.clear()
+        result.final = self._sample()[1]
         result.elapsed_s = time.monotonic() - started
         return result
 
@@ -203,11 +216,27 @@ class LoadRun:
             await self._first_session_done.wait()
         return first, self._mark()
 
+    def _sample(self) -> tuple[Usage | None, MemoryPoint | None]:
+        """The server's usage (its Redis counted in) and its memory, Redis apart."""
+        if self._server is None:
+            return None, None
+        server = self._server.sample()
+        redis = self._redis.sample() if self._redis else None
+        open_streams = self.result.collector.open_streams
+        if redis is None:
+            return server, MemoryPoint(open_streams, server.rss_bytes)
+        both = Usage(
+            cpu_seconds=server.cpu_seconds + redis.cpu_seconds,
+            rss_bytes=server.rss_bytes + redis.rss_bytes,
+            processes=server.processes + redis.processes,
+        )
+        return both, MemoryPoint(open_streams, server.rss_bytes, redis.rss_bytes)
+
     def _mark(self) -> Mark:
         collector = self.result.collector
-        server = self._server.sample() if self._server else None
-        if server is not None:
-            self.result.memory.append(MemoryPoint(collector.open_streams, server.rss_bytes))
+        server, memory = self._sample()
+        if memory is not None:
+            self.result.memory.append(memory)
         return Mark(
             at=time.monotonic(),
             events=collector.tally.events,
@@ -219,12 +248,11 @@ class LoadRun:
         )
 
     async def _watch_memory(self) -> None:
-        collector = self.result.collector
         while True:
             await asyncio.sleep(1.0)
-            if self._server is not None:
-                rss = self._server.sample().rss_bytes
-                self.result.memory.append(MemoryPoint(collector.open_streams, rss))
+            _, memory = self._sample()
+            if memory is not None:
+                self.result.memory.append(memory)
 
     async def _watch_loop_lag(self) -> None:
         """How late this process's own timers fire: when it is large, the client is too busy
@@ -327,6 +355,7 @@ class LoadRun:
             else:
                 ok = await self._streaming(connection, conversation_id, text, expected, watchers)
             done += 1
+            self.result.collector.exchanges += 1
             if not ok:
                 await asyncio.sleep(_BACKOFF_S)
 

@@ -207,6 +207,8 @@ async def _measure(options: BenchOptions, target: Target, report: BenchReport) -
     async def once(opts: BenchOptions) -> RunReport:
         return build_report(await run_load(opts, target))
 
+    if not options.quiet:
+        print(_start_line(options, target.label, report), file=sys.stderr, flush=True)
     if not options.step:
         return await once(options)
     levels = await _step(options, once)
@@ -230,6 +232,33 @@ async def _step(options: BenchOptions, once: Measure) -> list[StepLevel]:
             break
         concurrency = max(concurrency + 1, round(concurrency * options.step_factor))
     return levels
+
+
+def _labels(options: BenchOptions) -> list[str]:
+    """The columns measured, in the order they run."""
+    labels = ["baseline"] if options.measure_bare else []
+    labels += ["naive-redis"] if options.naive_redis_url is not None else []
+    labels += [] if options.baseline_only else ["parley"]
+    return labels + ([options.variant[0]] if options.variant is not None else [])
+
+
+def _start_line(options: BenchOptions, label: str, report: BenchReport) -> str:
+    """Which target runs now, and how long it should take."""
+    labels = _labels(options)
+    load = (
+        f"{options.exchanges} exchanges per session"
+        if options.exchanges is not None
+        else f"{options.duration_s:g} s"
+    )
+    if options.step:
+        shape = (
+            f"steps from {options.concurrency:,} sessions, x{options.step_factor:g} up to "
+            f"{options.step_max:,}, {load} each"
+        )
+    else:
+        shape = f"{options.concurrency:,} sessions, {load}"
+    position = f"{len(measured_runs(report)) + 1} of {len(labels)}"
+    return f"[bench] measuring {label} ({position}): {shape}"
 
 
 def _step_line(run: RunReport, passed: bool) -> str:

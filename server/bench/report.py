@@ -36,6 +36,7 @@ class Streams(msgspec.Struct, kw_only=True, rename="camel"):
     failed: int
     resumes: int
     peak_open: int
+    exchanges: int = 0
 
 
 class Integrity(msgspec.Struct, kw_only=True, rename="camel"):
@@ -61,8 +62,15 @@ class Resources(msgspec.Struct, kw_only=True, rename="camel"):
     other process on the machine (without ``--server-pid`` it includes the server).
 
     ``redis`` says whether the server figures count the server's Redis: ``included`` (its
-    CPU, RSS and RSS growth per stream are in them), ``left out`` (the server uses a Redis
-    that was not sampled), ``none`` (the server uses no Redis: the bare baseline).
+    CPU and RSS are in them), ``left out`` (the server uses a Redis that was not sampled),
+    ``none`` (the server uses no Redis: the bare baseline).
+
+    Memory per open stream is the server's own processes
+    (``server_process_bytes_per_open_stream``): Redis holds the replay logs of finished
+    exchanges for the retention period, which grow with the run's length, not with the
+    streams open, so its growth is apart (``redis_growth_bytes``, and per exchange finished
+    in the run). ``server_bytes_per_open_stream`` is both folded together, as reports before
+    kept it.
     """
 
     client_cpu_percent: float
@@ -74,6 +82,9 @@ class Resources(msgspec.Struct, kw_only=True, rename="camel"):
     server_rss_peak_bytes: int | None = None
     server_bytes_per_open_stream: float | None = None
     redis: RedisCounted = "none"
+    server_process_bytes_per_open_stream: float | None = None
+    redis_growth_bytes: int | None = None
+    redis_bytes_per_finished_exchange: float | None = None
 
 
 class RunReport(msgspec.Struct, kw_only=True, rename="camel"):
@@ -189,6 +200,7 @@ def build_report(result: RunResult) -> RunReport:
             failed=collector.failed,
             resumes=collector.resumes,
             peak_open=collector.peak_open,
+            exchanges=collector.exchanges,
         ),
         integrity=integrity,
         ttfd_ms=distribution(collector.ttfd_ms),
@@ -222,8 +234,9 @@ def _redis_notes(target: Target) -> list[str]:
             "Redis); they are the server alone, not server + Redis"
         ]
     return [
-        f"server CPU, RSS and KB per open stream include its Redis (pid {target.redis_pid}), "
-        "so what Redis holds for each stream is counted too"
+        f"server CPU and RSS peak include its Redis (pid {target.redis_pid}); KB per open "
+        "stream is the server's processes alone, and Redis's growth is apart (it keeps "
+        "finished exchanges' replay logs, which grow with the run, not with open streams)"
     ]
 
 
@@ -276,6 +289,9 @@ def _resources(result: RunResult) -> Resources:
     server_cpu = last.server.cpu_seconds - first.server.cpu_seconds
     events = last.events - first.events
     server = server_cpu / span * 100.0
+    growth = _redis_growth(result.idle, result.final)
+    exchanges = result.collector.exchanges
+    per_exchange = growth / exchanges if growth is not None and exchanges else None
     return Resources(
         client_cpu_percent=client,
         machine_cpu_percent=machine,
@@ -284,19 +300,41 @@ def _resources(result: RunResult) -> Resources:
         server_cpu_percent=server,
         server_cpu_seconds_per_1000_events=server_cpu / events * 1000.0 if events else None,
         server_rss_peak_bytes=max((p.rss_bytes for p in result.memory), default=None),
-        server_bytes_per_open_stream=_bytes_per_stream(result.idle_rss, result.memory),
+        server_bytes_per_open_stream=_bytes_per_stream(result.idle, result.memory, _both),
         redis=redis,
+        server_process_bytes_per_open_stream=_bytes_per_stream(
+            result.idle, result.memory, _processes
+        ),
+        redis_growth_bytes=growth,
+        redis_bytes_per_finished_exchange=per_exchange,
     )
 
 
-def _bytes_per_stream(idle_rss: int | None, memory: Sequence[MemoryPoint]) -> float | None:
+def _both(point: MemoryPoint) -> int:
+    return point.rss_bytes
+
+
+def _processes(point: MemoryPoint) -> int:
+    return point.server_rss_bytes
+
+
+def _bytes_per_stream(
+    idle: MemoryPoint | None, memory: Sequence[MemoryPoint], rss: Callable[[MemoryPoint], int]
+) -> float | None:
     """RSS growth over the idle server, per open stream, at the most streams seen."""
-    if idle_rss is None or not memory:
+    if idle is None or not memory:
         return None
-    busiest = max(memory, key=lambda p: (p.open_streams, p.rss_bytes))
+    busiest = max(memory, key=lambda p: (p.open_streams, rss(p)))
     if not busiest.open_streams:
         return None
-    return (busiest.rss_bytes - idle_rss) / busiest.open_streams
+    return (rss(busiest) - rss(idle)) / busiest.open_streams
+
+
+def _redis_growth(idle: MemoryPoint | None, final: MemoryPoint | None) -> int | None:
+    """Redis's RSS once every exchange of the run ended, over its RSS before the first."""
+    if idle is None or final is None or None in (idle.redis_rss_bytes, final.redis_rss_bytes):
+        return None
+    return (final.redis_rss_bytes or 0) - (idle.redis_rss_bytes or 0)
 
 
 # The figures where the engine's (or the writer's) cost shows.
@@ -304,7 +342,10 @@ _RATIO_PICKS: list[tuple[str, Callable[[RunReport], float | None]]] = [
     ("events/s", lambda r: r.rates.events_per_s),
     ("bytes/s", lambda r: r.rates.bytes_per_s),
     ("server CPU-s per 1k events", lambda r: r.resources.server_cpu_seconds_per_1000_events),
-    ("server bytes per open stream", lambda r: r.resources.server_bytes_per_open_stream),
+    (
+        "server bytes per open stream (no Redis)",
+        lambda r: r.resources.server_process_bytes_per_open_stream,
+    ),
     ("TTFD - first token p99 ms", lambda r: r.ttfd_minus_first_token_ms.p99),
     ("lateness p99 ms", lambda r: r.lateness_ms.p99),
     ("delivery p99 ms", lambda r: r.delivery_ms.p99),
@@ -343,6 +384,10 @@ def encode_json(report: BenchReport) -> bytes:
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _per(value: float | None, unit: float) -> float | None:
+    return None if value is None else value / unit
 
 
 def _trio(d: Dist, names: tuple[str, ...] = ("p50", "p95", "p99")) -> str:
@@ -398,13 +443,11 @@ def _rows(r: RunReport, suffix: str = "") -> list[tuple[str, str]]:
             _num(None if res.server_rss_peak_bytes is None else res.server_rss_peak_bytes / _MB),
         ),
         (
-            f"server KB per open stream{suffix}",
-            _num(
-                None
-                if res.server_bytes_per_open_stream is None
-                else res.server_bytes_per_open_stream / _KB
-            ),
+            "server KB per open stream (no Redis)",
+            _num(_per(res.server_process_bytes_per_open_stream, _KB)),
         ),
+        ("Redis MB growth", _num(_per(res.redis_growth_bytes, _MB))),
+        ("Redis KB per exchange finished", _num(_per(res.redis_bytes_per_finished_exchange, _KB))),
     ]
     rows += [(f"error {kind}", str(n)) for kind, n in r.errors.items()]
     return rows
@@ -437,6 +480,11 @@ def render(report: BenchReport) -> str:
     return "\n".join(lines)
 
 
+def _metric_suffix(metric: str, suffix: str) -> str:
+    """`` (incl. Redis)`` on the server figures that count it: not memory per open stream."""
+    return suffix if metric.startswith("server ") and not metric.endswith("(no Redis)") else ""
+
+
 def _render_ratios(report: BenchReport, suffix: str) -> list[str]:
     """One table: Parley's figure, then each baseline's and Parley's ratio to it."""
     compared = [
@@ -454,12 +502,12 @@ def _render_ratios(report: BenchReport, suffix: str) -> list[str]:
         header += [label, f"ratio to {label}"]
     body = []
     for index, first in enumerate(compared[0][1]):
-        name = first.metric + (suffix if first.metric.startswith("server ") else "")
+        name = first.metric + _metric_suffix(first.metric, suffix)
         row = [name, _num(first.parley, 3)]
         for _, found in compared:
             row += [_num(found[index].baseline, 3), _num(found[index].ratio, 2)]
         body.append(row)
-    return ["", _table(header, body)]
+    return ["", table(header, body)]
 
 
 def _render_variant_ratios(report: BenchReport, suffix: str) -> list[str]:
@@ -469,14 +517,14 @@ def _render_variant_ratios(report: BenchReport, suffix: str) -> list[str]:
     label = report.variant.label
     body = [
         [
-            ratio.metric + (suffix if ratio.metric.startswith("server ") else ""),
+            ratio.metric + _metric_suffix(ratio.metric, suffix),
             _num(ratio.parley, 3),
             _num(ratio.variant, 3),
             _num(ratio.ratio, 2),
         ]
         for ratio in report.variant_ratios
     ]
-    return ["", _table([f"{label} / parley", "parley", label, "ratio"], body)]
+    return ["", table([f"{label} / parley", "parley", label, "ratio"], body)]
 
 
 def _render_runs(runs: list[RunReport], suffix: str) -> list[str]:
@@ -490,7 +538,7 @@ def _render_runs(runs: list[RunReport], suffix: str) -> list[str]:
     per_run = [dict(_rows(r, suffix)) for r in runs]
     names = list(dict.fromkeys(name for rows in per_run for name in rows))
     body = [[name, *(rows.get(name, "") for rows in per_run)] for name in names]
-    return [header, _table(["metric", *(r.label for r in runs)], body)]
+    return [header, table(["metric", *(r.label for r in runs)], body)]
 
 
 def _render_steps(levels: list[StepLevel]) -> str:
@@ -517,10 +565,11 @@ def _render_steps(levels: list[StepLevel]) -> str:
         "client%",
         "server%",
     ]
-    return _table(header, body)
+    return table(header, body)
 
 
-def _table(header: list[str], body: list[list[str]]) -> str:
+def table(header: list[str], body: list[list[str]]) -> str:
+    """Aligned columns: the first to the left, the figures to the right."""
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
     def line(row: list[str]) -> str:

@@ -35,6 +35,7 @@ class Collector:
         self.started = 0
         self.completed = 0
         self.failed = 0
+        self.exchanges = 0  # ended, however: what a server's Redis keeps logs of
         self.tally = Tally()
         self.resumes = 0
         self.errors: Counter[str] = Counter()

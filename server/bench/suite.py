@@ -2,18 +2,27 @@
 bare baseline (no Redis) and the naive-redis baseline (Litestar + redis-py pub/sub, on the
 same Redis), one after the other.
 
-The standard profile is the one the targets are stated in: 2,000 streaming sessions for
-60 s against a synthetic model at 20 tokens/s, 200-token replies, a 100 ms refresh interval.
-``--quick`` runs the same shape small enough to try in under a minute (all three targets).
+The standard run measures the six performance targets in three phases against the same
+Parley and Redis, each a ``parley bench`` of its own: A, 1,000 streams for 30 s of Parley, the
+variant (``--writers``), bare and naive-redis (P1 CPU per event, P3 time to first delta, P4
+memory per open stream, P6 CPU against naive-redis); B, 2,000 streams for 30 s of Parley and
+bare (P2 lateness); C, steps of Parley and bare from 500 streams, x1.5, 20 s each, up to 3,000
+(P5 largest passing concurrency). It then prints the targets table, and writes one JSON report:
+phase A's report at the top (as a single run's), ``phases`` (every phase's report) and
+``targets``. The synthetic model runs at 20 tokens/s, 200-token replies, with a 100 ms refresh
+interval. ``--quick`` runs phase A only, 200 streams for 8 s per target, in about a minute;
+P2 and P5 are then not measured.
+``-c``, ``-d``, ``-n`` or ``--step`` run one comparison instead, as given (the rest from the
+2,000-stream, 60 s profile, or ``--quick``'s), without a targets table.
 ``--writers`` also starts Parley built with sse-starlette's ``EventSourceResponse`` as its stream
 writer (``server.bench.sse_writer``; same Redis, same workers, a key prefix of its own) and
 measures it right after Parley as the variant ``sse-starlette``, with its ratios to Parley: the
-two writers on the same load in one run (four targets: ``--quick`` then takes a little over a
-minute). Parley's, the variant's and naive-redis's server figures include the private Redis
-(``--redis-pid``); with ``--redis-url`` that Redis is not theirs alone, so it is not counted, and
-the report says so.
-Options this module does not know go to ``parley bench`` as they are (e.g. ``--step``); they
-win over the profile.
+two writers on the same load in one run. Parley's, the variant's and naive-redis's server CPU
+includes the private Redis (``--redis-pid``), their memory per open stream does not (Redis's
+growth is reported apart); with ``--redis-url`` that Redis is not theirs alone, so it is not
+counted, and the report says so.
+Options this module does not know go to every ``parley bench`` as they are (e.g.
+``--step-max``); they win over the profile.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -31,13 +41,16 @@ import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import httpx
 import msgspec
 from redis import Redis
 
+from server.bench.options import BenchOptions, add_bench_arguments, options_from_args
+from server.bench.report import BenchReport
 from server.bench.server_metrics import read_server_metrics, summary
+from server.bench.targets import TargetRow, figures, judge, render_targets
 from server.embedded_redis import RedisProcess, exit_with_parent, free_port
 from server.settings import ENV_PREFIX, Settings
 from streams.keys import Keys
@@ -55,23 +68,82 @@ _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 30.0
 # Each worker publishes its metrics once a second (server/metrics.py); let the last second land.
 _METRICS_SETTLE_S = 1.5
+# For the estimate: starting Redis and Parley, and each target's start (a baseline's server,
+# the agent) and end (the report).
+_STARTUP_S = 5.0
+_RUN_OVERHEAD_S = 2.0
+_LEVEL_OVERHEAD_S = 1.0
+
+
+class Phase(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One ``parley bench`` of the run: Parley and bare always, naive-redis and the variant
+    (with ``--writers``) when asked; with ``step``, levels from ``concurrency`` up."""
+
+    name: str
+    measures: str
+    concurrency: int
+    duration_s: float
+    exchanges: int | None = None
+    naive_redis: bool = False
+    variant: bool = False
+    step: bool = False
+    step_factor: float = 1.5
+    step_max: int | None = None
+
+    def scaled(self, factor: float) -> Phase:
+        """Smaller (or larger): sessions and seconds times ``factor``, at least 1 session."""
+        return msgspec.structs.replace(
+            self,
+            concurrency=max(1, round(self.concurrency * factor)),
+            duration_s=self.duration_s * factor,
+            step_max=None if self.step_max is None else max(1, round(self.step_max * factor)),
+        )
+
+
+COMPARISON = Phase(
+    name="A",
+    measures="P1, P3, P4, P6",
+    concurrency=1000,
+    duration_s=30.0,
+    naive_redis=True,
+    variant=True,
+)
+STANDARD_PHASES = (
+    COMPARISON,
+    Phase(name="B", measures="P2", concurrency=2000, duration_s=30.0),
+    Phase(name="C", measures="P5", concurrency=500, duration_s=20.0, step=True, step_max=3000),
+)
+# Shorter than one reply (10.2 s): each session runs one exchange, and none starts a second
+# that would double the run, so phase A fits in a minute (a little over with --writers).
+QUICK_PHASES = (msgspec.structs.replace(COMPARISON, concurrency=200, duration_s=8.0),)
 
 
 class Profile(msgspec.Struct, frozen=True):
+    """A run's phases, and the load of one comparison when ``-c``, ``-d``, ``-n`` or
+    ``--step`` ask for one instead."""
+
     name: str
     concurrency: int
     duration_s: float
+    phases: tuple[Phase, ...]
 
 
-STANDARD = Profile("standard", concurrency=2000, duration_s=60.0)
-# Shorter than one reply (10.2 s): each session runs one exchange, and none starts a second
-# that would double the run, so the three targets fit in a minute (four, with --writers, a
-# little over).
-QUICK = Profile("quick", concurrency=200, duration_s=8.0)
+STANDARD = Profile("standard", concurrency=2000, duration_s=60.0, phases=STANDARD_PHASES)
+QUICK = Profile("quick", concurrency=200, duration_s=8.0, phases=QUICK_PHASES)
 
 
 class SuiteError(RuntimeError):
     """Something the bench needs did not start."""
+
+
+class PhaseRun(msgspec.Struct, kw_only=True, rename="camel"):
+    """A phase as it ran: ``parley bench``'s exit status and its report (None when it wrote
+    none)."""
+
+    phase: Phase
+    exit_code: int
+    elapsed_s: float
+    report: dict[str, Any] | None = None
 
 
 def say(message: str) -> None:
@@ -88,10 +160,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"{QUICK.concurrency} sessions for {QUICK.duration_s:g} s",
+        help=f"phase A only: {QUICK_PHASES[0].concurrency} sessions for "
+        f"{QUICK_PHASES[0].duration_s:g} s per target",
     )
-    parser.add_argument("-c", "--concurrency", type=int, help="sessions (overrides the profile)")
-    parser.add_argument("-d", "--duration", type=float, help="seconds (overrides the profile)")
+    parser.add_argument(
+        "-c", "--concurrency", type=int, help="sessions: one comparison instead of the phases"
+    )
+    parser.add_argument(
+        "-d", "--duration", type=float, help="seconds: one comparison instead of the phases"
+    )
+    parser.add_argument(
+        "-n", "--exchanges", type=int, help="exchanges per session: one comparison instead"
+    )
+    parser.add_argument(
+        "--step",
+        action="store_true",
+        help="one comparison in steps (parley bench --step) instead of the phases",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="the phases' sessions and seconds times this (e.g. 0.01 tries the run in "
+        "seconds); default %(default)s",
+    )
     parser.add_argument("--workers", type=int, default=2, help="Parley and baselines' workers")
     parser.add_argument(
         "--writers",
@@ -113,20 +205,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def plan(args: argparse.Namespace) -> tuple[Profile, list[Phase], bool]:
+    """The phases to run, and whether they are the profile's (with a targets table) rather
+    than one comparison as asked."""
+    profile = QUICK if args.quick else STANDARD
+    single = args.step or any(
+        value is not None for value in (args.concurrency, args.duration, args.exchanges)
+    )
+    if not single:
+        return profile, [phase.scaled(args.scale) for phase in profile.phases], True
+    one = Phase(
+        name="run",
+        measures="",
+        concurrency=args.concurrency or profile.concurrency,
+        duration_s=profile.duration_s if args.duration is None else args.duration,
+        exchanges=args.exchanges,
+        naive_redis=True,
+        variant=True,
+        step=args.step,
+    )
+    return profile, [one], False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, bench_extra = build_parser().parse_known_args(argv)
-    profile = QUICK if args.quick else STANDARD
-    load = [
-        *("-c", str(args.concurrency or profile.concurrency)),
-        *("-d", f"{profile.duration_s if args.duration is None else args.duration:g}"),
-    ]
+    profile, phases, phased = plan(args)
     json_path = Path(args.json_path or default_json_path(profile))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.unlink(missing_ok=True)  # what is there after the run is this run's
     writers = " and with sse-starlette's writer" if args.writers else ""
-    say(f"{profile.name} profile ({' '.join(load)}), Parley with {args.workers} workers{writers}")
+    shape = (
+        "; ".join(describe(phase) for phase in phases) if phased else " ".join(load_args(phases[0]))
+    )
+    say(f"{profile.name} profile ({shape}), Parley with {args.workers} workers{writers}")
+    low, high = estimate_s(phases, args.writers, model_options(bench_extra))
+    say(f"expected duration: {about(low, high)}")
     try:
-        code = run_suite(args, [*load, "--json", str(json_path), *bench_extra], json_path)
+        code = run_suite(args, phases, phased, bench_extra, json_path)
     except SuiteError as exc:
         say(f"failed: {exc}")
         return 2
@@ -138,7 +253,97 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def run_suite(args: argparse.Namespace, bench_args: list[str], json_path: Path) -> int:
+def describe(phase: Phase) -> str:
+    load = f"{phase.duration_s:g} s"
+    if phase.step:
+        top = "" if phase.step_max is None else f" up to {phase.step_max:,}"
+        shape = f"steps from {phase.concurrency:,} streams x{phase.step_factor:g}{top}, {load} each"
+    else:
+        shape = f"{phase.concurrency:,} streams for {load}"
+    return f"{phase.name}: {shape} -> {phase.measures}"
+
+
+def load_args(phase: Phase) -> list[str]:
+    load = ["-c", str(phase.concurrency), "-d", f"{phase.duration_s:g}"]
+    if phase.exchanges is not None:
+        load += ["-n", str(phase.exchanges)]
+    if phase.step:
+        load += ["--step", "--step-factor", f"{phase.step_factor:g}"]
+        load += [] if phase.step_max is None else ["--step-max", str(phase.step_max)]
+    return load
+
+
+def labels(phase: Phase, writers: bool) -> list[str]:
+    """The targets a phase measures, in the order parley bench runs them."""
+    measured = ["baseline", *(["naive-redis"] if phase.naive_redis else []), "parley"]
+    return measured + ([SSE_STARLETTE] if phase.variant and writers else [])
+
+
+def model_options(bench_extra: Sequence[str]) -> BenchOptions:
+    """The synthetic model each bench runs: the profile's, unless options passed through
+    change it."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    add_bench_arguments(parser)
+    try:
+        known, _ = parser.parse_known_args([*MODEL_ARGS, *bench_extra])
+    except (argparse.ArgumentError, SystemExit):  # a bad value: parley bench says so itself
+        known, _ = parser.parse_known_args(MODEL_ARGS)
+    return options_from_args(known)
+
+
+def estimate_s(phases: Sequence[Phase], writers: bool, model: BenchOptions) -> tuple[float, float]:
+    """Seconds the run should take: stepped targets stop at the first level that fails, so
+    from one level each up to every level."""
+    reply_s = model.first_token_latency_ms / 1000 + model.reply_tokens / model.tokens_per_second
+    low = high = _STARTUP_S + _METRICS_SETTLE_S
+    for phase in phases:
+        times = [_run_s(phase, level / 1000, reply_s) for level in _levels(phase)]
+        targets = len(labels(phase, writers))
+        low += targets * (_RUN_OVERHEAD_S + times[0])
+        high += targets * (_RUN_OVERHEAD_S + sum(t + _LEVEL_OVERHEAD_S for t in times))
+    return low, high
+
+
+def _run_s(phase: Phase, ramp_s: float, reply_s: float) -> float:
+    """Exchanges back to back until the deadline (ramp-up plus the duration); the first
+    session's last one then ends."""
+    if phase.exchanges is not None:
+        return ramp_s + phase.exchanges * reply_s
+    return max(1, math.ceil((ramp_s + phase.duration_s) / reply_s)) * reply_s
+
+
+def _levels(phase: Phase) -> list[int]:
+    """The concurrencies parley bench tries (as ``command._step`` raises them)."""
+    if not phase.step:
+        return [phase.concurrency]
+    top = phase.step_max or BenchOptions().step_max
+    levels, level = [], phase.concurrency
+    while level <= top:
+        levels.append(level)
+        level = max(level + 1, round(level * phase.step_factor))
+    return levels or [phase.concurrency]
+
+
+def about(low: float, high: float) -> str:
+    def minutes(seconds: float) -> str:
+        return f"{math.ceil(seconds / 60):g}"
+
+    if high < 90:
+        return f"about {math.ceil(high / 10) * 10:g} s"
+    if minutes(low) == minutes(high):
+        return f"about {minutes(high)} minutes"
+    return (
+        f"about {minutes(low)} to {minutes(high)} minutes (steps stop at the first failing level)"
+    )
+
+
+def run_suite(
+    args: argparse.Namespace,
+    phases: Sequence[Phase],
+    phased: bool,
+    bench_extra: list[str],
+    json_path: Path,
+) -> int:
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parley-bench-")))
         redis_url, redis_pid = args.redis_url, None
@@ -157,20 +362,91 @@ def run_suite(args: argparse.Namespace, bench_args: list[str], json_path: Path) 
             servers.append(("variantServerMetrics", other))
             variant = ["--variant", f"{SSE_STARLETTE}={other.url}", "--variant-pid", str(other.pid)]
         counted = [] if redis_pid is None else ["--redis-pid", str(redis_pid)]
-        code = run_bench(
-            [
-                *("--url", server.url, "--server-pid", str(server.pid), *counted, *variant),
-                *("--baseline", "--naive-redis", redis_url),
-                *("--baseline-workers", str(args.workers)),
-                *MODEL_ARGS,
-                *bench_args,
-            ]
-        )
-        add_server_metrics(servers, json_path)
-        for _, started in servers:
-            if code != 0 and tail(started):
-                say(f"the bench exited with {code}; {started.name}'s log ends:\n{tail(started)}")
+        parley = ["--url", server.url, "--server-pid", str(server.pid), *counted]
+        runs: list[PhaseRun] = []
+        started = time.monotonic()
+        for index, phase in enumerate(phases, 1):
+            if phased:
+                names = ", ".join(labels(phase, args.writers))
+                say(f"phase {index} of {len(phases)}, {describe(phase)} ({names})")
+            measured = [*parley, *(variant if phase.variant else [])]
+            baselines = ["--baseline", *(["--naive-redis", redis_url] if phase.naive_redis else [])]
+            runs.append(run_phase(phase, [*measured, *baselines], bench_extra, args.workers, work))
+            if phased:
+                say(
+                    f"phase {phase.name} done in {runs[-1].elapsed_s / 60:.1f} min (exit "
+                    f"{runs[-1].exit_code}); {(time.monotonic() - started) / 60:.1f} min so far"
+                )
+            if runs[-1].exit_code >= 2:
+                break  # the target could not be measured at all: nor will the next phases be
+        metrics = add_server_metrics(servers)
+        code = max(run.exit_code for run in runs)
+        for _, started_server in servers:
+            if code != 0 and tail(started_server):
+                say(f"the bench exited with {code}; {started_server.name}'s log ends:")
+                say(tail(started_server))
+        rows = targets(runs, args.quick) if phased else None
+        if rows is not None:
+            print("\n" + render_targets(rows))
+        write_report(json_path, runs, metrics, rows)
         return code
+
+
+def run_phase(
+    phase: Phase, measured: list[str], extra: list[str], workers: int, work: Path
+) -> PhaseRun:
+    """One ``parley bench`` of what ``measured`` names under the phase's load; the options
+    passed through (``extra``) come last, so they win."""
+    path = work / f"phase-{phase.name}.json"
+    bench_args = [
+        *measured,
+        *("--baseline-workers", str(workers)),
+        *MODEL_ARGS,
+        *load_args(phase),
+        *("--json", str(path)),
+        *extra,
+    ]
+    started = time.monotonic()
+    code = run_bench(bench_args)
+    report = json.loads(path.read_bytes()) if path.exists() else None
+    return PhaseRun(
+        phase=phase, exit_code=code, elapsed_s=time.monotonic() - started, report=report
+    )
+
+
+def targets(runs: Sequence[PhaseRun], quick: bool) -> list[TargetRow]:
+    """P1 to P6 from the phases' reports; the phases --quick skips are "not measured"."""
+    reports = {
+        run.phase.name: msgspec.convert(run.report, BenchReport)
+        for run in runs
+        if run.report is not None
+    }
+    ran = {run.phase.name for run in runs}
+    why = {
+        name: "--quick" if quick else f"phase {name} did not run"
+        for name in ("A", "B", "C")
+        if name not in ran
+    }
+    return judge(figures(reports, why))
+
+
+def write_report(
+    json_path: Path,
+    runs: Sequence[PhaseRun],
+    metrics: dict[str, object],
+    rows: Sequence[TargetRow] | None,
+) -> None:
+    """One file: the first phase's report at the top (what a single run's file holds, so
+    readers of earlier reports still find it), then each Parley's /metrics; with the phases,
+    every phase with its report, and the targets."""
+    if all(run.report is None for run in runs):
+        return
+    report: dict[str, Any] = dict(runs[0].report or {})
+    report.update(metrics)
+    if rows is not None:
+        report["phases"] = msgspec.to_builtins(runs)
+        report["targets"] = msgspec.to_builtins(rows)
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def default_json_path(profile: Profile) -> str:
@@ -320,24 +596,21 @@ def run_bench(bench_args: Sequence[str]) -> int:
     return subprocess.run(command, stdin=subprocess.DEVNULL, check=False).returncode
 
 
-def add_server_metrics(servers: Sequence[tuple[str, ParleyServer]], json_path: Path) -> None:
-    """Print what each Parley's own /metrics saw (every worker), and add it to the JSON report
-    under the key paired with it."""
+def add_server_metrics(servers: Sequence[tuple[str, ParleyServer]]) -> dict[str, object]:
+    """Print what each Parley's own /metrics saw (every worker, the whole run), and return it
+    under the report's key paired with it."""
     time.sleep(_METRICS_SETTLE_S)
     found: dict[str, object] = {}
     for key, server in servers:
         try:
-            figures = read_server_metrics(server.url)
+            seen = read_server_metrics(server.url)
         except (httpx.HTTPError, ValueError) as exc:
             say(f"could not read {server.name}'s /metrics: {exc}")
             continue
-        heading, _, rest = summary(figures).partition("\n")
+        heading, _, rest = summary(seen).partition("\n")
         print(heading.replace("Parley", server.name, 1) + "\n" + rest)
-        found[key] = msgspec.to_builtins(figures)
-    if found and json_path.exists():
-        report = json.loads(json_path.read_bytes())
-        report.update(found)
-        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        found[key] = msgspec.to_builtins(seen)
+    return found
 
 
 if __name__ == "__main__":
