@@ -23,8 +23,9 @@ test: $(VENV)/.installed-dev
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -p no:cacheprovider -ra $(PYTEST_ARGS)
 
-# A private Redis, Parley with 2 workers and the bare baseline under the standard load profile
-# (2,000 streams for 60 s: minutes, both cores). BENCH_ARGS=--quick tries it in under a minute.
+# A private Redis, Parley with 2 workers, the bare and naive-redis baselines: 1,000 and 2,000
+# streams and a step search, then the targets table (6-10 minutes, both cores).
+# BENCH_ARGS=--quick tries it in under a minute; BENCH_ARGS=--writers adds sse-starlette's writer.
 bench: $(VENV)/.installed-run
 	$(BIN)/python -m server.bench.suite $(BENCH_ARGS)
 
