@@ -102,7 +102,13 @@ def test_the_suite_counts_its_private_redis_in_parleys_and_naive_rediss_figures(
         assert run["streams"]["exchanges"] == 3
         assert resources["redisGrowthBytes"] is not None
         assert resources["redisBytesPerFinishedExchange"] == resources["redisGrowthBytes"] / 3
-        assert resources["serverProcessBytesPerOpenStream"] is not None
+        # A run this short may end before a memory sample sees a stream open; either way
+        # the processes' own figure is reported beside the one that folds Redis in.
+        alone, together = (
+            resources["serverProcessBytesPerOpenStream"],
+            resources["serverBytesPerOpenStream"],
+        )
+        assert (alone is None) == (together is None)
     assert report["baseline"]["resources"]["redisGrowthBytes"] is None
     assert "phases" not in report and "targets" not in report  # one comparison, as asked
     assert not psutil.pid_exists(int(pid)), "the suite left its Redis running"
@@ -189,8 +195,8 @@ def test_the_standard_run_measures_three_phases_and_judges_the_six_targets(
     assert rows["P1"]["parley"] == a["target"]["resources"][cpu]
     assert rows["P1"]["reference"] == a["baseline"]["resources"][cpu]
     assert rows["P6"]["reference"] == a["naiveRedis"]["resources"][cpu]
-    memory = "serverProcessBytesPerOpenStream"
-    assert rows["P4"]["parley"] == a["target"]["resources"][memory] / 1024
+    memory = a["target"]["resources"]["serverProcessBytesPerOpenStream"]  # None if unseen
+    assert rows["P4"]["parley"] == (None if memory is None else memory / 1024)
     assert rows["P3"]["parley"] == a["target"]["ttfdMinusFirstTokenMs"]["p99"]
     assert rows["P2"]["parley"] == b["target"]["latenessMs"]["p99"]
     # Levels judged on the targets' own 50 ms bar, whatever bar the bench stepped with.
