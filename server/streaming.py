@@ -151,7 +151,7 @@ class StreamResponse:
             self._streams.discard(self)
             if self.cut_off:
                 log.warning("stream closed: client stopped reading")
-            await _close(self._frames)
+            await close_frames(self._frames)
             if self._on_close is not None:
                 self._on_close(finished)
 
@@ -171,7 +171,8 @@ class StreamResponse:
         return True
 
 
-async def _close(frames: AsyncIterator[bytes]) -> None:
+async def close_frames(frames: AsyncIterator[bytes]) -> None:
+    """Close a frames iterator that can be closed, so its watch lets go of its subscription."""
     aclose = getattr(frames, "aclose", None)
     if aclose is not None:
         await aclose()

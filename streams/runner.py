@@ -326,9 +326,6 @@ class ExchangeRunner:
             reply.add_done_callback(lambda _: timer.cancel())
         return reply
 
-    async def _call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        return await self._submit(script, keys, args)
-
     def _on_outage(self, exc: BaseException, started: float) -> None:
         """A call sent at ``started`` failed: the outage began then, at the latest."""
         now = asyncio.get_running_loop().time()
@@ -390,7 +387,7 @@ class ExchangeRunner:
             if self.on_end:
                 await self.on_end(exchange)
         exchange, args, final = self._end
-        stream_id = await self._call(FINISH_SCRIPT, self._finish_keys, args)
+        stream_id = await self._submit(FINISH_SCRIPT, self._finish_keys, args)
         self._meter.mark_written(final)
         return exchange if stream_id else None
 

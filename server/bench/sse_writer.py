@@ -60,7 +60,7 @@ from starlette.types import Receive, Scope, Send
 
 from server import app as parley_app
 from server.settings import Settings
-from server.streaming import Headers, OpenStreams, StreamWriter
+from server.streaming import Headers, OpenStreams, StreamWriter, close_frames
 
 log = logging.getLogger("parley.streaming")  # the default writer's logger: same log lines
 
@@ -105,9 +105,7 @@ class SseStarletteResponse(EventSourceResponse):
             log.warning("stream closed: client stopped reading")
         finally:
             self._streams.discard(self)
-            aclose = getattr(self._frames, "aclose", None)
-            if aclose is not None:
-                await aclose()  # sse-starlette closes it only after a failed send
+            await close_frames(self._frames)  # sse-starlette closes it only after a failed send
             if self._on_close is not None:
                 self._on_close(self.finished)
 
