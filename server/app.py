@@ -16,9 +16,6 @@ from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from server import heap
 from server.agents_file import AgentsFileError, load_agents_file
@@ -52,10 +49,9 @@ from streams.agents import Agent, builtin_agents
 from streams.backends.makers import ProviderDefaults, UpstreamMakers
 from streams.backends.registry import BackendRegistry
 from streams.backends.upstreams import UpstreamBackends, UpstreamProvider
-from streams.batcher import ScriptBatcher
+from streams.connect import Connections, RedisClient
 from streams.environments import RedisEnvironments
 from streams.errors import Unavailable
-from streams.hub import Hub
 from streams.keys import Keys
 from streams.quotas import Quotas
 from streams.reaper import Reaper
@@ -97,32 +93,12 @@ def surface_mounts(settings: Settings) -> dict[str, tuple[str, ...]]:
     return {name: SURFACES[name].PREFIXES for name in served_surfaces(settings)}
 
 
-def _redis(url: str) -> Redis:
-    """A command pool that fails fast during an outage.
-
-    Requests wait for a free connection rather than fail at the pool's limit (an overloaded
-    process holds connections longer, and a wait beats a spurious 503), while a dead Redis
-    costs a caller a fraction of a second (then 503), not redis-py's default backoff.
-    The hub and the flush batcher open their own connections (streams.resp).
-    """
-    pool = BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        max_connections=512,
-        timeout=30,
-        socket_connect_timeout=2,
-        socket_timeout=10,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
-    )
-    return Redis(connection_pool=pool)
-
-
 @dataclass(frozen=True)
 class Parts:
     """What the factory builds; the lifespan starts and closes them."""
 
     service: ConversationService
-    redis: Redis
+    redis: RedisClient
     agents: RedisAgentCatalog
     upstreams: UpstreamBackends
     file_agents: list[Agent]
@@ -156,11 +132,11 @@ def build_service(
             file_agents = load_agents_file(settings.agents_file, check)
         except AgentsFileError as error:
             raise SystemExit(f"parley: {error}") from None
-    redis = _redis(settings.redis_url)
     config = settings.engine()
     keys = Keys(config.key_prefix)
+    connections = Connections(settings.redis_url, keys, keepalive=config.keepalive_seconds)
+    redis, batcher = connections.redis, connections.batcher
     agents = RedisAgentCatalog(redis, keys, check=check, builtins=builtin_agents())
-    batcher = ScriptBatcher(settings.redis_url)
     store = Store(redis, keys, config, batcher)
     observer = observer or RunObserver()
     quotas = Quotas(redis, keys, keyring.limits_of, config.lock_ttl_ms, observer.refused)
@@ -170,7 +146,7 @@ def build_service(
         config=config,
         agents=agents,
         backends=BackendRegistry(makers.makers()),
-        hub=Hub(settings.redis_url, keys, keepalive=config.keepalive_seconds),
+        hub=connections.hub,
         store=store,
         batcher=batcher,
         reaper=Reaper(redis, store, keys, config),

@@ -12,11 +12,11 @@ from typing import Any
 
 from litestar import Request
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from redis.asyncio import Redis
 
 from server.keyring import ANONYMOUS, ANONYMOUS_KEY, ApiKey, Keyring
 from server.request_id import add_response_headers
 from server.settings import LOOPBACK
+from streams.connect import RedisClient
 from streams.errors import RateLimited
 from streams.guard import redis_guarded
 from streams.keys import Keys
@@ -28,7 +28,7 @@ __all__ = ["ANONYMOUS", "Authenticator", "Nonces", "bearer"]
 class Nonces:
     """Request ids seen lately, kept in Redis so that every worker refuses the same replay."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
 

@@ -33,10 +33,10 @@ from typing import Protocol
 
 import msgspec
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from redis.asyncio import Redis
 
 from server.settings import Settings
 from streams.clock import now_ms
+from streams.connect import RedisClient
 from streams.guard import redis_guarded
 from streams.keys import Keys
 
@@ -74,7 +74,7 @@ class FixedSecret:
 class RedisSecret:
     """A random secret kept in Redis, created by whichever worker asks first."""
 
-    def __init__(self, redis: Redis, key: str) -> None:
+    def __init__(self, redis: RedisClient, key: str) -> None:
         self._redis = redis
         self._key = key
 
@@ -116,7 +116,7 @@ class StreamTokens:
         return claims.principal
 
 
-def stream_tokens(settings: Settings, redis: Redis, keys: Keys) -> StreamTokens:
+def stream_tokens(settings: Settings, redis: RedisClient, keys: Keys) -> StreamTokens:
     """Sign with the configured secret, or with the one every worker shares through Redis."""
     secret = settings.stream_token_secret
     source = FixedSecret(secret) if secret else RedisSecret(redis, keys.stream_token_secret())

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
 import msgspec
-from redis.asyncio import Redis
 
 from streams.agents import Agent, AgentRecord
 from streams.clock import iso, now_ms
+from streams.connect import RedisClient
 from streams.errors import Archived, Conflict, NotFound
 from streams.guard import redis_guarded
 from streams.id_index import IdPage, Position, page_of_ids
@@ -122,7 +122,7 @@ class RedisAgentCatalog:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         keys: Keys,
         *,
         check: AgentCheck | None = None,

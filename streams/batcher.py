@@ -16,12 +16,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streams.resp import RespConnection
 from streams.scripts import Script
+
+
+class Batcher(Protocol):
+    """What the runner and the store need of a batcher: one Redis, or one per cluster node."""
+
+    @property
+    def batches(self) -> int: ...
+
+    async def call(self, script: Script, keys: list[str], args: list[Any]) -> Any: ...
+
+    def submit(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]: ...
+
+    async def close(self) -> None: ...
 
 
 class _Call:
@@ -71,9 +84,17 @@ class ScriptBatcher:
     async def call(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         return await self.submit(script, keys, args)
 
-    def submit(self, script: Script, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        """Queue a script call for this tick's batch; its reply (or error) is the future's."""
+    def submit(
+        self, script: Script, keys: list[str], args: list[Any], *, asking: bool = False
+    ) -> asyncio.Future[Any]:
+        """Queue a script call for this tick's batch; its reply (or error) is the future's.
+
+        ``asking``: a cluster node redirected the call here with ``ASK`` (a slot on the
+        move); ``ASKING`` goes right before it, in the same write.
+        """
         future = asyncio.get_running_loop().create_future()
+        if asking:
+            self._queue_call(_Call(("ASKING",), self._loop_future(), None))
         self._queue_call(_Call(("EVALSHA", script.sha, len(keys), *keys, *args), future, script))
         return future
 

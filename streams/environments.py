@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 
 from streams.clock import now_ms
+from streams.connect import RedisClient
 from streams.errors import Archived, Conflict, NotFound
 from streams.guard import redis_guarded
 from streams.id_index import IdPage, Position, ordered_id, page_of_ids
@@ -85,7 +85,7 @@ Change = Callable[[Environment], Environment]
 
 
 class RedisEnvironments:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: RedisClient, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
         self._create = Script(_CREATE)

@@ -12,18 +12,15 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from redis.exceptions import RedisError
-
 from streams.errors import Unavailable
 from streams.events import Item, compact
 from streams.keys import Keys
+from streams.link import Link
 from streams.resp import RespConnection
 
 log = logging.getLogger("parley.hub")
 
 _COMPACT_AT = 16
-_PING_EVERY = 5.0
-_DEAD_AFTER = 15.0
 
 
 class Subscription:
@@ -103,25 +100,33 @@ class Subscription:
 class Hub:
     """``on_control`` receives each message of the control channel (the service sets it)."""
 
+    _ACK = b"subscribe"
+    _MESSAGE = b"message"
+
     def __init__(self, url: str, keys: Keys, keepalive: float = 15.0) -> None:
-        self._url = url
         self._keys = keys
         self.on_control: Callable[[bytes], None] = lambda _payload: None
         self._subs: dict[str, set[Subscription]] = {}
         self._acked: set[str] = set()
         self._acks: dict[str, asyncio.Future[None]] = {}
-        self._conn: RespConnection | None = None
-        self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._keepalive = keepalive
-        self._reads = 0
-        self._connected = asyncio.Event()
-        self.reconnects = 0
+        self._control = keys.control().encode()
+        self._link = Link(
+            lambda: url,
+            on_open=self._open,
+            on_replies=self._dispatch_all,
+            on_reopen=self._reopened_all,
+        )
         self.resyncs = 0
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._link.connected
+
+    @property
+    def reconnects(self) -> int:
+        return self._link.reconnects
 
     @property
     def subscriber_count(self) -> int:
@@ -137,16 +142,15 @@ class Hub:
                 sub.wakeup.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="parley-hub")
+        self._link.start()
         self._ticker = asyncio.create_task(self._tick_forever(), name="parley-keepalive")
 
     async def stop(self) -> None:
-        for task in (self._task, self._ticker):
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        await self._drop_connection()
+        if self._ticker:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await self._link.stop()
 
     async def _tick_forever(self) -> None:
         """One timer for every watcher's keepalive, instead of a timeout per wait."""
@@ -166,7 +170,7 @@ class Hub:
         ack = self._acks.get(channel)
         if ack is None:
             ack = self._acks[channel] = asyncio.get_running_loop().create_future()
-            self._send("SUBSCRIBE", channel)
+            self._request(channel)
         try:
             await asyncio.wait_for(asyncio.shield(ack), timeout)
         except TimeoutError:
@@ -186,111 +190,58 @@ class Hub:
         ack = self._acks.pop(sub.channel, None)
         if ack and not ack.done():
             ack.cancel()
-        self._send("UNSUBSCRIBE", sub.channel)
+        self._release(sub.channel)
 
-    def _send(self, *args: str) -> None:
-        """Write a command on the pub/sub connection; a dead one is replaced by the reader."""
-        conn = self._conn
-        if conn is not None and self.connected:
-            conn.write(args)
+    def _request(self, channel: str) -> None:
+        """Subscribe ``channel``; a connection down now subscribes it when it is back."""
+        self._link.send("SUBSCRIBE", channel)
 
-    async def _run(self) -> None:
-        delay = 0.05
-        first = True
-        while True:
-            try:
-                await self._connect()
-            except (RedisError, OSError) as exc:
-                log.warning("hub connect failed", extra={"error": str(exc), "retryIn": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            delay = 0.05
-            if not first:
-                self.reconnects += 1
-                self._resync_all()
-                log.warning(
-                    "hub reconnected",
-                    extra={
-                        "channels": len(self._subs),
-                        "reconnects": self.reconnects,
-                        "resyncs": self.resyncs,
-                    },
-                )
-            first = False
-            try:
-                await self._read_forever()
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("hub connection lost", extra={"error": str(exc)})
-            finally:
-                self._connected.clear()
-                await self._drop_connection()
+    def _release(self, channel: str) -> None:
+        self._link.send("UNSUBSCRIBE", channel)
 
-    async def _connect(self) -> None:
-        conn = await RespConnection.open(self._url, decode=False)
-        self._conn = conn
-        channels = [self._keys.control(), *self._subs]
+    def _open(self, conn: RespConnection) -> None:
         self._acked.clear()
-        conn.write(("SUBSCRIBE", *channels))
-        self._connected.set()
+        conn.write(("SUBSCRIBE", self._keys.control(), *self._subs))
 
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+    def _reopened_all(self) -> None:
+        self._reopened(list(self._subs))
 
-    def _resync_all(self) -> None:
-        for subs in self._subs.values():
-            for sub in subs:
+    def _reopened(self, channels: list[str]) -> None:
+        """The connection of ``channels`` came back: what it missed must come from the log."""
+        for channel in channels:
+            for sub in self._subs.get(channel, ()):
                 self.resyncs += 1
                 sub.mark_resync()
+        log.warning(
+            "hub reconnected",
+            extra={
+                "channels": len(channels),
+                "reconnects": self.reconnects,
+                "resyncs": self.resyncs,
+            },
+        )
 
-    async def _read_forever(self) -> None:
-        conn = self._conn
-        assert conn is not None
-        watchdog = asyncio.create_task(self._ping_forever(conn))
-        control = self._keys.control().encode()
-        try:
-            while True:
-                replies = await conn.replies()
-                self._reads += 1
-                for reply in replies:
-                    self._dispatch(reply, control)
-        finally:
-            watchdog.cancel()
+    def _dispatch_all(self, replies: list[object]) -> None:
+        for reply in replies:
+            self._dispatch(reply)
 
-    async def _ping_forever(self, conn: RespConnection) -> None:
-        """PING regularly; a connection that answers nothing for a while is cut, so it is
-        replaced, without a timer on every read."""
-        silent_since = asyncio.get_running_loop().time()
-        seen = self._reads
-        while True:
-            await asyncio.sleep(_PING_EVERY)
-            now = asyncio.get_running_loop().time()
-            if self._reads != seen:
-                seen, silent_since = self._reads, now
-            elif now - silent_since > _DEAD_AFTER:
-                log.warning("hub connection silent; reconnecting")
-                conn.close()
-                return
-            conn.write(("PING",))
-
-    def _dispatch(self, reply: object, control: bytes) -> None:
+    def _dispatch(self, reply: object) -> None:
         if not isinstance(reply, list) or len(reply) < 3:
             return
         kind, channel_raw, payload = reply[0], reply[1], reply[2]
-        if kind == b"message":
-            if channel_raw == control:
-                self.on_control(payload)
-                return
+        if kind == b"message" and channel_raw == self._control:
+            self.on_control(payload)
+        elif kind == self._MESSAGE:
             subs = self._subs.get(channel_raw.decode())
             if subs:
                 item = Item.parse(payload)
                 for sub in subs:
                     sub.push(item)
-        elif kind == b"subscribe":
-            channel = channel_raw.decode()
-            self._acked.add(channel)
-            ack = self._acks.pop(channel, None)
-            if ack and not ack.done():
-                ack.set_result(None)
+        elif kind == self._ACK:
+            self._confirmed(channel_raw.decode())
+
+    def _confirmed(self, channel: str) -> None:
+        self._acked.add(channel)
+        ack = self._acks.pop(channel, None)
+        if ack and not ack.done():
+            ack.set_result(None)

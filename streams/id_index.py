@@ -13,9 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
-from redis.asyncio import Redis
-
 from streams.clock import now_ms
+from streams.connect import RedisClient
 
 T = TypeVar("T")
 
@@ -49,7 +48,7 @@ class IdPage(Generic[T]):
 
 
 async def page_of_ids(
-    redis: Redis, index: str, limit: int, position: Position, load: Load[T]
+    redis: RedisClient, index: str, limit: int, position: Position, load: Load[T]
 ) -> IdPage[T]:
     """Up to ``limit`` entries from ``position``, skipping those ``load`` answers None for."""
     bound = position.after if position.forward else position.before
@@ -65,7 +64,9 @@ async def page_of_ids(
     return IdPage(items if position.forward else items[::-1], more=len(found) > limit)
 
 
-async def _ids(redis: Redis, index: str, bound: str | None, forward: bool, count: int) -> list[str]:
+async def _ids(
+    redis: RedisClient, index: str, bound: str | None, forward: bool, count: int
+) -> list[str]:
     if forward:
         start = f"({bound}" if bound else "-"
         return cast(list[str], await redis.zrangebylex(index, start, "+", 0, count))

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 
 import msgspec
-from redis.asyncio import Redis
 
+from streams.connect import RedisClient
 from streams.errors import QuotaExceeded, RateLimited
 from streams.guard import redis_guarded
 from streams.keys import Keys
@@ -83,7 +83,7 @@ class KeyUsage(msgspec.Struct, frozen=True, kw_only=True):
 class Quotas:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         keys: Keys,
         limits_of: LimitsOf,
         lease_ms: int,

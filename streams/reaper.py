@@ -11,10 +11,10 @@ import logging
 from typing import cast
 
 import msgspec
-from redis.asyncio import Redis
 
 from streams.clock import now_ms
 from streams.config import EngineConfig
+from streams.connect import RedisClient
 from streams.ending import FINISH_SCRIPT, finish_args, finish_keys
 from streams.events import Item, stream_key
 from streams.keys import Keys
@@ -26,7 +26,7 @@ log = logging.getLogger("parley.reaper")
 
 
 class Reaper:
-    def __init__(self, redis: Redis, store: Store, keys: Keys, config: EngineConfig) -> None:
+    def __init__(self, redis: RedisClient, store: Store, keys: Keys, config: EngineConfig) -> None:
         self._redis = redis
         self._store = store
         self._keys = keys

@@ -17,7 +17,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from streams.backends.base import Backend, BackendError, ModelRequest
-from streams.batcher import ScriptBatcher
+from streams.batcher import Batcher
 from streams.clock import now_ms
 from streams.config import EngineConfig
 from streams.ending import FINISH_SCRIPT, finish_args, finish_keys
@@ -88,7 +88,7 @@ class ExchangeRunner:
         self,
         spec: ExchangeSpec,
         backend: Backend,
-        batcher: ScriptBatcher,
+        batcher: Batcher,
         keys: Keys,
         config: EngineConfig,
         observer: RunObserver | None = None,

@@ -1,7 +1,9 @@
 """Lua scripts that make each multi-key step of an exchange atomic and one round trip.
 
 All keys a script touches share one hash tag: the session's, or for the limit scripts the
-principal's. Every session script first checks that the session still exists, so a session
+principal's, so in a Redis Cluster every call runs on one slot. There a script publishes with
+``SPUBLISH`` (:attr:`Script.sharded`), so its channel must share that tag too.
+Every session script first checks that the session still exists, so a session
 deleted mid-stream is never resurrected by a late write.
 
 Every script that changes state is safe to run twice. A call whose reply was lost (a
@@ -24,9 +26,10 @@ So the log holds each delta once, in order, and usage counters move once per app
 from __future__ import annotations
 
 import hashlib
+from functools import cached_property
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 # Lua shared by the scripts that count usage. add_usage(key, first) adds the six increments
@@ -315,15 +318,22 @@ return 1
 
 
 class Script:
-    """A Lua script called by SHA, reloaded transparently after a Redis restart."""
+    """A Lua script called by SHA; one Redis lost (a restart, ``SCRIPT FLUSH``) is sent whole."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, redis: Redis, keys: list[str], args: list[Any]) -> Any:
+    @cached_property
+    def sharded(self) -> Script:
+        """The script as a cluster runs it: it publishes with ``SPUBLISH``, so a message stays
+        on the shard that owns its channel (``PUBLISH`` would reach every node)."""
+        source = self.source.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
+        return self if source == self.source else Script(source)
+
+    async def __call__(self, redis: Redis | RedisCluster, keys: list[str], args: list[Any]) -> Any:
+        script = self.sharded if isinstance(redis, RedisCluster) else self
         try:
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+            return await redis.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await redis.script_load(self.source)
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+            return await redis.eval(script.source, len(keys), *keys, *args)

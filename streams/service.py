@@ -11,15 +11,15 @@ import uuid
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from streams.agents import AgentCatalog
 from streams.backends.registry import BackendRegistry
-from streams.batcher import ScriptBatcher
+from streams.batcher import Batcher
 from streams.clock import now_ms
 from streams.compaction import summarize, summary_request
 from streams.config import EngineConfig
+from streams.connect import RedisClient
 from streams.context import build_request, select_context
 from streams.errors import InvalidInput, NotFound, NotRunning, Unavailable
 from streams.events import Item
@@ -74,14 +74,14 @@ class ConversationService:
     def __init__(
         self,
         *,
-        redis: Redis,
+        redis: RedisClient,
         keys: Keys,
         config: EngineConfig,
         agents: AgentCatalog,
         backends: BackendRegistry,
         hub: Hub,
         store: Store,
-        batcher: ScriptBatcher,
+        batcher: Batcher,
         reaper: Reaper,
         observer: RunObserver | None = None,
         quotas: Quotas | None = None,

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
-from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
-from streams.batcher import ScriptBatcher
+from streams.batcher import Batcher
 from streams.clock import now_ms
 from streams.config import EngineConfig
+from streams.connect import RedisClient
 from streams.errors import Conflict, NotFound, SessionBusy
 from streams.keys import Keys
 from streams.paging import (
@@ -55,7 +55,7 @@ class Store:
     goes through ``redis``."""
 
     def __init__(
-        self, redis: Redis, keys: Keys, config: EngineConfig, batcher: ScriptBatcher
+        self, redis: RedisClient, keys: Keys, config: EngineConfig, batcher: Batcher
     ) -> None:
         self.redis = redis
         self._batcher = batcher
@@ -164,8 +164,9 @@ class Store:
                 pipe.hdel(key, "state")
             if patch.attributes is None:
                 pipe.hdel(key, "attrs")
-            pipe.zadd(self.keys.index(owner, "updated"), {sid: now}, xx=True)
             await pipe.execute()
+        # The index has its own slot (the owner's): it cannot join the session's transaction.
+        await self.redis.zadd(self.keys.index(owner, "updated"), {sid: now}, xx=True)
         return await self.get_session(owner, sid)
 
     async def delete_session(self, owner: str, sid: str) -> bool:
