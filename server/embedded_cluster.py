@@ -261,6 +261,9 @@ class LocalCluster:
             *("--cluster-port", str(bus_port), "--cluster-announce-ip", node.client_host),
             # 7.0 defaults to diskless sync that waits 5 s for more replicas to join.
             *("--repl-diskless-sync-delay", "0", "--repl-ping-replica-period", "1"),
+            # As production should: a shard without a primary stops only its own slots, not
+            # the whole cluster, until its replica takes over.
+            *("--cluster-require-full-coverage", "no"),
         )
 
     def _forget_old_config(self) -> None:
