@@ -22,7 +22,7 @@ from streams.slots import SlotMap, redirect_target, slot_of
 
 _REDIRECTS = 5
 _TRYAGAIN_DELAY = 0.05
-_TRYAGAINS = 60  # 3 s for a slot's keys to finish moving
+_TRYAGAINS = 60  # 3 s for a slot's keys to finish moving, or the map to be read
 
 
 class _Routed:
@@ -66,9 +66,13 @@ class ClusterBatcher:
         if call.future.done():  # the caller gave up (an outage bound) while it waited
             return
         url = call.node or self._slots.owner(call.slot)
-        if not url:
+        if not url:  # the map is not read yet, or a shard lost its primary: wait for it
             self._slots.refresh_soon()
-            call.future.set_exception(RedisConnectionError("no cluster node serves this slot"))
+            if call.waits < _TRYAGAINS:
+                call.waits += 1
+                asyncio.get_running_loop().call_later(_TRYAGAIN_DELAY, self._send, call)
+            else:
+                call.future.set_exception(RedisConnectionError("no cluster node serves this slot"))
             return
         node = self._nodes.get(url)
         if node is None:

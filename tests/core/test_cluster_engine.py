@@ -207,3 +207,18 @@ async def test_a_subscription_moves_to_the_replica_that_took_over_and_resyncs(
     await until(delivered, bool)
     await until_true(lambda: sub.backlog >= 1)
     assert sub.take()[-1].delta().text == "on"
+
+
+async def test_a_call_made_before_the_slot_map_is_read_waits_for_it(
+    cluster: LocalCluster, key_prefix: str
+) -> None:
+    keys = Keys(key_prefix)
+    batcher = ClusterBatcher(SlotMap(ClusterUrl.parse(cluster.url)))
+    try:
+        reply = await batcher.call(
+            _SET_AND_PUBLISH, [keys.session("s"), keys.channel("s")], ["v", "x"]
+        )
+    finally:
+        await batcher.close()
+
+    assert reply == "v"

@@ -18,8 +18,12 @@ def server_version() -> tuple[int, ...]:
     return tuple(map(int, found.groups())) if found else (0, 0)
 
 
-def start_cluster(tmp_path_factory: pytest.TempPathFactory, name: str) -> LocalCluster:
-    """3 primaries and 3 replicas, up and ok; the test is skipped below Redis 7.0."""
+def require_cluster_support() -> None:
     if server_version() < (7, 0):
         pytest.skip("Redis Cluster tests need Redis 7.0+ (sharded pub/sub, ADDSLOTSRANGE)")
+
+
+def start_cluster(tmp_path_factory: pytest.TempPathFactory, name: str) -> LocalCluster:
+    """3 primaries and 3 replicas, up and ok; the test is skipped below Redis 7.0."""
+    require_cluster_support()
     return LocalCluster(tmp_path_factory.mktemp(name)).start()
