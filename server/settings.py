@@ -12,6 +12,7 @@ from server.keyring import Keyring, KeysError, load_keys_file, parse_api_keys
 from streams.backends.policy import UpstreamPolicy
 from streams.config import EngineConfig
 from streams.quotas import Limits
+from streams.slots import ClusterUrl, is_cluster_url
 
 ENV_PREFIX = "PARLEY_"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -97,6 +98,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             parse_api_keys(self.api_keys)
         except KeysError as error:
             raise SettingsError(str(error)) from None
+        if self.redis_url and is_cluster_url(self.redis_url):
+            try:
+                ClusterUrl.parse(self.redis_url)
+            except ValueError as error:
+                raise SettingsError(f"PARLEY_REDIS_URL: {error}") from None
 
     def _stream_token_checks(self) -> list[tuple[bool, str]]:
         secret = self.stream_token_secret
@@ -240,8 +246,9 @@ SETTING_DOCS: dict[str, str] = {
     "host": "Address to listen on. Anything but loopback needs PARLEY_API_KEYS.",
     "port": "Port to listen on.",
     "workers": "Worker processes (parley serve only; uvicorn --workers otherwise).",
-    "redis_url": "Redis URL. Unset: parley serve starts a private server with data in "
-    "PARLEY_DATA_DIR.",
+    "redis_url": "Redis URL (redis://, rediss://, unix://), or a Redis Cluster's as "
+    "redis+cluster://host:port,host:port (rediss+cluster:// for TLS). Unset: parley serve "
+    "starts a private server with data in PARLEY_DATA_DIR.",
     "data_dir": "Where the private Redis keeps its append-only data.",
     "api_keys": "Comma-separated `key`, `key=principal` or `key=principal:admin`. Set: "
     "every API request needs a key (`Authorization: Bearer <key>`).",

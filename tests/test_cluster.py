@@ -21,6 +21,7 @@ import pytest
 
 from server.embedded_cluster import LocalCluster, key_slot
 from server.embedded_redis import RedisProcess
+from server.settings import Settings, SettingsError
 from streams.keys import Keys
 from tests.support.cluster import start_cluster
 from tests.support.native import (
@@ -308,3 +309,8 @@ async def test_a_slot_moved_mid_stream_keeps_its_stream_exact(shaken: Deployment
     assert all(cluster.primary_for_slot(slot) is target for slot in slots)
     assert_exact(streams)
     assert_exact(joins)
+
+
+def test_a_cluster_url_without_nodes_stops_the_server_at_start() -> None:
+    with pytest.raises(SettingsError, match="PARLEY_REDIS_URL: a cluster URL names at least one"):
+        Settings(redis_url="redis+cluster://")

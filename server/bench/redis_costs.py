@@ -1,0 +1,135 @@
+"""What a delta, an open stream and a stored exchange cost Redis: the capacity plan's inputs.
+
+``python -m server.bench.redis_costs`` starts a private Redis (``--cluster``: a local cluster
+of 3 primaries and 3 replicas), Parley with 2 workers, and one ``parley bench`` of
+``-c`` streams for ``-d`` seconds (the suite's model: 20 tokens/s, 200-token replies, 100 ms
+refresh). It reads every node's ``INFO`` before the run, halfway through and after it, and
+prints, per log entry (a delta or an end), the Redis CPU, commands and network bytes; per
+open stream, Redis's memory and connections halfway; and per finished exchange, what Redis
+keeps once the streams are gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from server.bench.suite import MODEL_ARGS, parley_server, private_redis, run_bench, say
+from server.embedded_cluster import LocalCluster
+from server.embedded_redis import RedisProcess
+
+Info = dict[str, Any]
+_CPU = ("used_cpu_sys", "used_cpu_user")
+
+
+def info(nodes: list[RedisProcess]) -> list[Info]:
+    snapshots = []
+    for node in nodes:
+        with Redis.from_url(node.url) as client:
+            snapshots.append(client.info("all"))
+    return snapshots
+
+
+def total(snapshots: list[Info], field: str) -> float:
+    return sum(float(snapshot.get(field, 0)) for snapshot in snapshots)
+
+
+def calls(snapshots: list[Info], command: str) -> int:
+    return sum(int(s.get(f"cmdstat_{command}", {}).get("calls", 0)) for s in snapshots)
+
+
+@contextlib.contextmanager
+def redis_nodes(work: Path, cluster: bool) -> Iterator[tuple[str, list[RedisProcess]]]:
+    if not cluster:
+        with private_redis(work / "redis") as redis:
+            yield redis.url, [redis]
+        return
+    say("starting a local cluster: 3 primaries, 3 replicas")
+    with LocalCluster(work / "cluster") as local:
+        yield local.url, list(local.nodes)
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    with redis_nodes(work, args.cluster) as (url, nodes):
+        with parley_server(url, 2, work / "parley") as server:
+            before = info(nodes)
+            halfway: list[list[Info]] = []
+            timer = threading.Timer(args.duration / 2 + 5, lambda: halfway.append(info(nodes)))
+            timer.start()
+            report = work / "bench.json"
+            bench = ["--url", server.url, "--server-pid", str(server.pid), *MODEL_ARGS]
+            bench += ["-c", str(args.concurrency), "-d", str(args.duration), "--json", str(report)]
+            code = run_bench(bench)
+            timer.cancel()
+            time.sleep(1.0)
+            after = info(nodes)
+        if code != 0 or not halfway:
+            raise SystemExit(f"the bench exited with {code}; no figures")
+        result = json.loads(report.read_bytes())
+    return figures(before, halfway[0], after, result, args.concurrency)
+
+
+def figures(
+    before: list[Info], half: list[Info], after: list[Info], bench: dict[str, Any], streams: int
+) -> dict[str, float]:
+    entries = calls(after, "xadd") - calls(before, "xadd")
+    target = bench["target"]
+    ends = int(target["streams"]["exchanges"] or target["streams"]["completed"])
+    cpu = sum(total(after, field) - total(before, field) for field in _CPU)
+
+    def per_entry(field: str) -> float:
+        return (total(after, field) - total(before, field)) / entries
+
+    return {
+        "log entries (deltas and ends)": entries,
+        "exchanges finished": ends,
+        "Redis CPU us per entry (every node)": cpu / entries * 1e6,
+        "commands per entry (incl. those scripts run)": per_entry("total_commands_processed"),
+        "client bytes in per entry": per_entry("total_net_input_bytes"),
+        "client bytes out per entry": per_entry("total_net_output_bytes"),
+        "replication bytes out per entry": per_entry("total_net_repl_output_bytes"),
+        "Redis memory per open stream, halfway (bytes)": (
+            total(half, "used_memory") - total(before, "used_memory")
+        )
+        / streams,
+        "Redis connections, halfway": total(half, "connected_clients"),
+        "Redis bytes kept per finished exchange": (
+            total(after, "used_memory") - total(before, "used_memory")
+        )
+        / max(ends, 1),
+        "Parley CPU-s per 1,000 events (incl. Redis)": _cpu_per_1k(bench),
+    }
+
+
+def _cpu_per_1k(bench: dict[str, Any]) -> float:
+    found = bench["target"]["resources"].get("serverCpuSecondsPer1000Events")
+    return float(found) if found is not None else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server.bench.redis_costs", description=__doc__)
+    parser.add_argument("-c", "--concurrency", type=int, default=1000, help="default %(default)s")
+    parser.add_argument("-d", "--duration", type=float, default=20.0, help="default %(default)s")
+    parser.add_argument("--cluster", action="store_true", help="a local 3+3 cluster")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="parley-redis-costs-") as work:
+        found = measure(args, Path(work))
+    where = "cluster (3 primaries, 3 replicas)" if args.cluster else "single Redis"
+    print(f"\n{args.concurrency} streams for {args.duration:g} s on a {where}:")
+    for name, value in found.items():
+        print(f"  {name:48} {value:12,.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
