@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -314,3 +315,29 @@ async def test_a_slot_moved_mid_stream_keeps_its_stream_exact(shaken: Deployment
 def test_a_cluster_url_without_nodes_stops_the_server_at_start() -> None:
     with pytest.raises(SettingsError, match="PARLEY_REDIS_URL: a cluster URL names at least one"):
         Settings(redis_url="redis+cluster://")
+
+
+async def test_listing_pages_through_sessions_on_every_shard_once_each_in_order(
+    spread: Deployment,
+) -> None:
+    user = f"lister-{uuid.uuid4().hex[:8]}"
+    async with spread.a.client() as on_a, spread.b.client() as on_b:
+        created = [await create_sid(on_a, userId=user) for _ in range(45)]
+        deleted = created.pop(7)
+        assert (await on_a.delete(sessions_url(deleted))).status_code == 204
+        listed: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params = {"userId": user, "limit": 10, "order": "asc"} | (
+                {"cursor": cursor} if cursor else {}
+            )
+            page = (await on_b.get("/v1/sessions", params=params)).json()
+            listed += page["data"]
+            if not (cursor := page["nextCursor"]):
+                break
+
+    assert len({spread.shard_of(sid).port for sid in created}) == 3
+    ids = [s["conversationId"] for s in listed]
+    assert sorted(ids) == sorted(created)  # each once, the deleted one gone
+    order = [(s["createdAt"], s["conversationId"]) for s in listed]
+    assert order == sorted(order)
