@@ -208,10 +208,7 @@ class Hub:
 
     def _reopened(self, channels: list[str]) -> None:
         """The connection of ``channels`` came back: what it missed must come from the log."""
-        for channel in channels:
-            for sub in self._subs.get(channel, ()):
-                self.resyncs += 1
-                sub.mark_resync()
+        self._resync(channels)
         log.warning(
             "hub reconnected",
             extra={
@@ -220,6 +217,12 @@ class Hub:
                 "resyncs": self.resyncs,
             },
         )
+
+    def _resync(self, channels: list[str]) -> None:
+        for channel in channels:
+            for sub in self._subs.get(channel, ()):
+                self.resyncs += 1
+                sub.mark_resync()
 
     def _dispatch_all(self, replies: list[object]) -> None:
         for reply in replies:

@@ -77,6 +77,8 @@ return 'created'
 # Returns {} when there is no such session for this owner; else {session, locked, exchanges}:
 # the session's fields and values, 1 when its run lock is held, and each exchange's fields
 # and values, oldest first. What a new turn reads, in one round trip; it writes nothing.
+# The exchange keys are built here, undeclared: while a cluster moves the session's slot and
+# some have left, Redis fails the call ("non local key"); the caller then reads them itself.
 TURN_CONTEXT = """
 if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return {} end
 local exchanges = {}

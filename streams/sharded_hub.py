@@ -130,8 +130,10 @@ class ShardedHub(Hub):
                 self._dispatch(reply)
 
     def _unsubscribed(self, node: str, channel: str) -> None:
-        """A node dropped ``channel`` without being asked: its slot has moved."""
-        if channel in self._subs and self._home.get(channel) == node:
+        """A node dropped ``channel`` without being asked: its slot has moved. (The answer to
+        our own ``SUNSUBSCRIBE`` of a channel subscribed again since comes before the new
+        subscription's ack, so a channel not acked yet is left alone.)"""
+        if channel in self._acked and self._home.get(channel) == node:
             self._acked.discard(channel)
             self._dropped.add(channel)
             self._trouble_soon()
@@ -168,7 +170,10 @@ class ShardedHub(Hub):
             self._request(channel)
             moved.append(channel)
         if moved:
-            self._reopened(moved)
+            log.warning(
+                "hub moved channels to their slots' primaries", extra={"channels": len(moved)}
+            )
+            self._resync(moved)
         serving = set(self._home.values())
         for node in [node for node in self._links if node not in serving]:
             closing = asyncio.create_task(self._links.pop(node).stop())

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
+from redis.exceptions import ResponseError
 from redis.typing import EncodableT, FieldT
 
 from streams.batcher import Batcher
@@ -381,7 +382,15 @@ class Store:
         """The session and its :meth:`completed_history`, read in one round trip."""
         keys = [self.keys.session(sid), self.keys.lock(sid), self.keys.exchanges(sid)]
         args = [owner, self.keys.exchange(sid, "")]
-        reply = await self._batcher.call(self._context, keys, args)
+        try:
+            reply = await self._batcher.call(self._context, keys, args)
+        except ResponseError as error:
+            if "non local key" not in str(error):
+                raise
+            # The session's slot is moving between cluster nodes and some of its exchanges
+            # have left (the script names them itself, so it is not redirected): read them
+            # where they are now.
+            return await self.get_session(owner, sid), await self.completed_history(sid)
         if not reply:
             raise _no_session(sid)
         fields, locked, records = reply

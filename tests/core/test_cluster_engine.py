@@ -7,16 +7,22 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from server.embedded_cluster import LocalCluster
 from server.embedded_redis import RedisProcess
+from streams.clock import now_ms
 from streams.cluster_batcher import ClusterBatcher
+from streams.config import EngineConfig
+from streams.connect import cluster_client
 from streams.hub import Subscription
 from streams.keys import Keys
 from streams.scripts import Script
 from streams.sharded_hub import ShardedHub
 from streams.slots import ClusterUrl, SlotMap, slot_of
+from streams.store import Store
+from streams.types import ImportedMessage, NewSession
 from tests.core.helpers import delta_entry, until, until_true
 from tests.support.cluster import start_cluster
 
@@ -222,3 +228,56 @@ async def test_a_call_made_before_the_slot_map_is_read_waits_for_it(
         await batcher.close()
 
     assert reply == "v"
+
+
+async def test_a_channel_subscribed_again_at_once_is_not_taken_for_a_moved_slot(
+    cluster: LocalCluster, hub: ShardedHub, key_prefix: str
+) -> None:
+    keys = Keys(key_prefix)
+    sid = sid_on(cluster, cluster.primaries()[0], keys, skip=60)
+    (await hub.subscribe(sid)).close()
+    again = await hub.subscribe(sid)
+    await asyncio.sleep(0.5)  # past the answer to the first one's SUNSUBSCRIBE, and a placement
+
+    assert not again.resync
+    assert hub.resyncs == 0
+
+
+async def test_a_turn_read_while_its_slot_moves_finds_the_exchanges_already_moved(
+    cluster: LocalCluster, batcher: ClusterBatcher, key_prefix: str
+) -> None:
+    keys = Keys(key_prefix)
+    source, target = cluster.primaries()[:2]
+    sid = sid_on(cluster, source, keys, skip=70)
+    redis = cluster_client(ClusterUrl.parse(cluster.url))
+    store = Store(redis, keys, EngineConfig(key_prefix=key_prefix), batcher)
+    try:
+        await store.create_session("me", NewSession(agent_id="default"), sid)
+        said = [
+            ImportedMessage(role="user", text="hi"),
+            ImportedMessage(role="assistant", text="yo"),
+        ]
+        await store.import_messages("me", sid, said, now_ms())
+        await redis.set(keys.lock(sid), "running-x")  # every key the script names stays put
+        exchanges = [
+            keys.exchange(sid, xid) for xid in await redis.lrange(keys.exchanges(sid), 0, -1)
+        ]
+        slot = slot_of(keys.session(sid))
+        await asyncio.to_thread(start_moving, cluster, slot, source, target, exchanges)
+
+        _, history = await store.turn_context("me", sid)
+
+        assert [(e.input_text, e.reply_text) for e in history] == [("hi", ""), ("", "yo")]
+    finally:
+        await asyncio.to_thread(cluster.move_slot, slot, target)
+        await redis.aclose()
+
+
+def start_moving(
+    cluster: LocalCluster, slot: int, source: RedisProcess, target: RedisProcess, keys: list[str]
+) -> None:
+    """Mark ``slot`` as moving from ``source`` to ``target`` and move only ``keys``."""
+    with SyncRedis.from_url(target.url) as to, SyncRedis.from_url(source.url) as at:
+        to.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", cluster.node_id(source))
+        at.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", cluster.node_id(target))
+        at.execute_command("MIGRATE", target.client_host, target.port, "", 0, 5000, "KEYS", *keys)
