@@ -25,7 +25,8 @@ test: $(VENV)/.installed-dev
 
 # A private Redis, Parley with 2 workers, the bare and naive-redis baselines: 1,000 and 2,000
 # streams and a step search, then the targets table (6-10 minutes, both cores).
-# BENCH_ARGS=--quick tries it in under a minute; BENCH_ARGS=--writers adds sse-starlette's writer.
+# BENCH_ARGS=--quick tries it in under a minute; BENCH_ARGS=--writers adds sse-starlette's writer;
+# BENCH_ARGS=--cluster runs it on a private 3+3 Redis Cluster (naive-redis skipped).
 bench: $(VENV)/.installed-run
 	$(BIN)/python -m server.bench.suite $(BENCH_ARGS)
 

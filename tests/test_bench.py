@@ -128,6 +128,13 @@ def test_a_redis_pid_without_the_servers_pid_is_refused(capsys: pytest.CaptureFi
     assert "--server-pid" in capsys.readouterr().err
 
 
+def test_a_redis_pid_given_twice_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    pid = str(os.getpid())
+    flags = ["--server-pid", pid, "--redis-pid", "1", "--redis-pid", pid, "--redis-pid", pid]
+    assert bench_main(["--url", "http://127.0.0.1:9", *flags]) == 2
+    assert f"--redis-pid {pid} is given twice" in capsys.readouterr().err
+
+
 def test_a_variant_is_measured_like_parley_with_its_ratios_to_parley(
     tmp_path: Path,
     shared_server: ServerProcess,

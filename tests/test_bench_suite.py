@@ -20,9 +20,11 @@ import psutil
 import pytest
 
 from server.bench.server_metrics import parse
+from server.bench.suite import main as suite_main
 from server.bench.targets import Figures, judge, render_targets
 from server.metrics import Metrics, Readings
 from streams.events import Item
+from tests.support.cluster import require_cluster_support
 from tests.support.servers import REPO_ROOT
 from tests.test_bench import RATIO_METRICS
 
@@ -42,6 +44,13 @@ TINY_PHASES = [
     *("--refresh-interval-ms", "50", "--max-p99-lateness-ms", "1e9"),
 ]
 TARGET_IDS = ["P1", "P2", "P3", "P4", "P5", "P6"]
+# --quick's phase A shrunk to 3 streams for 0.12 s, with 2 workers: on a cluster their hubs'
+# control subscriptions may land on different nodes, which the readiness wait must sum.
+TINY_QUICK = [
+    *("--quick", "--scale", "0.015", "--quiet"),
+    *("--tokens-per-second", "200", "--reply-tokens", "30", "--first-token-latency-ms", "10"),
+    *("--refresh-interval-ms", "50", "--max-p99-lateness-ms", "1e9"),
+]
 
 
 def run_suite(
@@ -139,6 +148,53 @@ def test_the_suite_with_writers_measures_parley_with_sse_starlettes_writer_right
     assert report["variantServerMetrics"]["exchanges"]["completed"] == 3
     for pid in (parley_pid, variant_pid, redis_pid):
         assert not psutil.pid_exists(int(pid)), "the suite left a process running"
+
+
+def test_the_suite_with_cluster_counts_every_node_in_the_server_figures_and_skips_naive_redis(
+    tmp_path: Path,
+) -> None:
+    require_cluster_support()
+    report, out, err = run_suite(tmp_path, "--cluster", "--writers", load=TINY_QUICK)
+    nodes = report["redisCluster"]["nodes"]
+    assert sorted(node["role"] for node in nodes) == ["primary"] * 3 + ["replica"] * 3
+    pids = [node["pid"] for node in nodes]
+    assert report["redisCluster"]["url"].startswith("redis+cluster://")
+    # Every node, replicas included, is counted into Parley's and the variant's figures.
+    assert all(f"--redis-pid {pid} " in err for pid in pids)
+    listed = f"6 processes summed, pids {', '.join(map(str, pids))}"
+    for run in (report["target"], report["variant"]):
+        streams = run["streams"]
+        assert (streams["started"], streams["completed"], streams["failed"]) == (3, 3, 0)
+        assert run["integrity"] == {"ok": 3, "lost": 0, "duplicated": 0, "corrupt": 0}
+        resources = run["resources"]
+        assert resources["redis"] == "included"
+        assert any(listed in note for note in run["notes"])
+        assert resources["redisCpuPercent"] is not None
+        assert resources["redisCpuPercent"] <= resources["serverCpuPercent"]
+        assert resources["redisGrowthBytes"] is not None
+    assert report["serverMetrics"]["exchanges"]["completed"] == 3
+    # naive-redis is a single-Redis app: skipped, said so, and P6 not measured.
+    assert "naive-redis skipped (--cluster)" in err
+    assert "naiveRedis" not in report and "naive-redis" in report["skipped"]
+    assert "--naive-redis" not in err
+    rows = {row["id"]: row for row in report["targets"]}
+    assert list(rows) == TARGET_IDS
+    assert rows["P6"]["verdict"] == "not measured (naive-redis skipped: --cluster)"
+    assert rows["P2"]["verdict"] == rows["P5"]["verdict"] == "not measured (--quick)"
+    assert rows["P3"]["verdict"] in "✔✘"
+    assert "Targets (✔ met, ✘ missed)" in out and "of which Redis CPU %" in out
+    [parley_pid] = re.findall(r"Parley ready in .* \(pid (\d+)\)", err)
+    for pid in (int(parley_pid), *pids):
+        assert not psutil.pid_exists(pid), "the suite left a process running"
+
+
+def test_the_suite_takes_either_cluster_or_an_outside_redis(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        suite_main(["--cluster", "--redis-url", "redis://127.0.0.1:9/0"])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
 
 
 def test_server_metrics_read_quantiles_as_bucket_bounds() -> None:
@@ -272,6 +328,13 @@ def test_phases_not_run_leave_their_targets_not_measured() -> None:
     # A figure missing from a phase that ran is not a verdict either.
     rows = {row.id: row for row in judge(msgspec.structs.replace(good(), naive_cpu=None))}
     assert rows["P6"].met is None and rows["P6"].verdict == "not measured (a figure is missing)"
+    # naive-redis left out on purpose (--cluster) says why; the other targets stand.
+    skipped = msgspec.structs.replace(
+        good(), naive_cpu=None, naive_unmeasured="naive-redis skipped: --cluster"
+    )
+    rows = {row.id: row for row in judge(skipped)}
+    assert rows["P6"].verdict == "not measured (naive-redis skipped: --cluster)"
+    assert all(rows[measured].met for measured in ("P1", "P2", "P3", "P4", "P5"))
     table = render_targets(judge(quick))
     assert "not measured (--quick)" in table and table.splitlines()[1].split()[:2] == [
         "target",

@@ -42,8 +42,9 @@ class BenchSetupError(Exception):
 class Target(msgspec.Struct, frozen=True, kw_only=True):
     """What is measured. A ``bare`` target is a baseline: no agents, no sessions.
 
-    ``pid`` is the server's (sampled with its children); ``redis_pid``, when the server has a
-    Redis of its own to count, is sampled with it as one server.
+    ``pid`` is the server's (sampled with its children); ``redis_pids``, when the server has a
+    Redis of its own to count (one process, or a cluster's nodes), are sampled with it as one
+    server.
     """
 
     label: str
@@ -52,14 +53,7 @@ class Target(msgspec.Struct, frozen=True, kw_only=True):
     bare: bool = False
     pid: int | None = None
     uses_redis: bool = True
-    redis_pid: int | None = None
-
-    @property
-    def pids(self) -> tuple[int, ...]:
-        """What is sampled as the server: nothing without the server's own pid."""
-        if self.pid is None:
-            return ()
-        return (self.pid,) if self.redis_pid is None else (self.pid, self.redis_pid)
+    redis_pids: tuple[int, ...] = ()
 
 
 class Mark(msgspec.Struct, frozen=True):
@@ -72,6 +66,7 @@ class Mark(msgspec.Struct, frozen=True):
     server: Usage | None
     client: Usage
     machine_busy_s: float
+    redis: Usage | None = None  # its Redis alone, already counted in ``server``
 
 
 class MemoryPoint(msgspec.Struct, frozen=True):
@@ -171,8 +166,11 @@ class LoadRun:
         self._sessions_left = options.concurrency
         self._first_session_done = asyncio.Event()
         self._all_done = asyncio.Event()
-        self._server = ProcessSampler(target.pids[0]) if target.pids else None
-        self._redis = ProcessSampler(target.pids[1]) if len(target.pids) > 1 else None
+        # Nothing is sampled as the server without the server's own pid.
+        self._server = ProcessSampler(target.pid) if target.pid is not None else None
+        self._redis = (
+            ProcessSampler(*target.redis_pids) if self._server and target.redis_pids else None
+        )
         self._client = ProcessSampler(os.getpid(), include_children=False)
 
     async def execute(self) -> RunResult:
@@ -218,23 +216,28 @@ class LoadRun:
 
     def _sample(self) -> tuple[Usage | None, MemoryPoint | None]:
         """The server's usage (its Redis counted in) and its memory, Redis apart."""
+        usage, _, memory = self._sample_apart()
+        return usage, memory
+
+    def _sample_apart(self) -> tuple[Usage | None, Usage | None, MemoryPoint | None]:
+        """As ``_sample``, with its Redis's usage alone (all its processes summed) between."""
         if self._server is None:
-            return None, None
+            return None, None, None
         server = self._server.sample()
         redis = self._redis.sample() if self._redis else None
         open_streams = self.result.collector.open_streams
         if redis is None:
-            return server, MemoryPoint(open_streams, server.rss_bytes)
+            return server, None, MemoryPoint(open_streams, server.rss_bytes)
         both = Usage(
             cpu_seconds=server.cpu_seconds + redis.cpu_seconds,
             rss_bytes=server.rss_bytes + redis.rss_bytes,
             processes=server.processes + redis.processes,
         )
-        return both, MemoryPoint(open_streams, server.rss_bytes, redis.rss_bytes)
+        return both, redis, MemoryPoint(open_streams, server.rss_bytes, redis.rss_bytes)
 
     def _mark(self) -> Mark:
         collector = self.result.collector
-        server, memory = self._sample()
+        server, redis, memory = self._sample_apart()
         if memory is not None:
             self.result.memory.append(memory)
         return Mark(
@@ -245,6 +248,7 @@ class LoadRun:
             server=server,
             client=self._client.sample(),
             machine_busy_s=machine_busy_seconds(),
+            redis=redis,
         )
 
     async def _watch_memory(self) -> None:

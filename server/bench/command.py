@@ -69,21 +69,20 @@ def _check(options: BenchOptions) -> str | None:
         return "--duration must be positive"
     if options.mode == "join" and options.watchers < 1:
         return "join mode needs --watchers of at least 1"
-    if options.redis_pid is not None and options.server_pid is None and not options.baseline_only:
+    if options.redis_pids and options.server_pid is None and not options.baseline_only:
         return "--redis-pid counts Redis into Parley's figures: give --server-pid too"
     if options.variant is None and options.variant_pid is not None:
         return "--variant-pid is the pid of a --variant's server: give --variant too"
     if options.variant is not None and options.baseline_only:
         return "--variant measures a second Parley: not with --baseline-only"
-    if (
-        options.variant is not None
-        and options.redis_pid is not None
-        and options.variant_pid is None
-    ):
+    if options.variant is not None and options.redis_pids and options.variant_pid is None:
         return "--redis-pid counts Redis into the variant's figures too: give --variant-pid"
+    duplicated = sorted({pid for pid in options.redis_pids if options.redis_pids.count(pid) > 1})
+    if duplicated:
+        return f"--redis-pid {duplicated[0]} is given twice: it would be counted twice"
     pids = (
         ("--server-pid", options.server_pid),
-        ("--redis-pid", options.redis_pid),
+        *(("--redis-pid", pid) for pid in options.redis_pids),
         ("--variant-pid", options.variant_pid),
     )
     for flag, pid in pids:
@@ -146,7 +145,7 @@ async def _bench(options: BenchOptions) -> BenchReport:
             url=options.url,
             api_key=options.api_key,
             pid=options.server_pid,
-            redis_pid=options.redis_pid,
+            redis_pids=options.redis_pids,
         )
         report.target = await _measure(options, parley, report)
     if options.variant is not None:
@@ -161,7 +160,7 @@ async def _bench(options: BenchOptions) -> BenchReport:
             url=url,
             api_key=options.api_key,
             pid=options.variant_pid,
-            redis_pid=options.redis_pid,
+            redis_pids=options.redis_pids,
         )
         report.variant = await _measure(options, variant, report)
     report.ratios = _ratios(report.target, report.baseline)
@@ -186,7 +185,7 @@ async def _measure_baseline(
             bare=True,
             pid=server.pid,
             uses_redis=naive,
-            redis_pid=options.redis_pid if naive else None,
+            redis_pids=options.redis_pids if naive else (),
         )
         run = await _measure(options, target, report)
     if options.mode != "streaming":

@@ -31,7 +31,7 @@ class BenchOptions(msgspec.Struct, kw_only=True, frozen=True):
     ramp_up_s: float | None = None
     request_timeout_s: float | None = None
     server_pid: int | None = None
-    redis_pid: int | None = None
+    redis_pids: tuple[int, ...] = ()
     variant: tuple[str, str] | None = None
     variant_pid: int | None = None
     baseline: bool = False
@@ -87,9 +87,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--redis-pid",
         type=int,
+        action="append",
+        default=[],
+        dest="redis_pids",
+        metavar="PID",
         help="count this Redis process into the server's CPU and RSS (Parley's, the "
-        "variant's and naive-redis's): the target is Parley + its Redis; needs --server-pid "
-        "for Parley and --variant-pid for a variant",
+        "variant's and naive-redis's): the target is Parley + its Redis; repeat it for a "
+        "Redis made of several processes (a cluster's nodes: their figures are summed); "
+        "needs --server-pid for Parley and --variant-pid for a variant",
     )
     target.add_argument(
         "--variant",

@@ -62,8 +62,10 @@ class Resources(msgspec.Struct, kw_only=True, rename="camel"):
     other process on the machine (without ``--server-pid`` it includes the server).
 
     ``redis`` says whether the server figures count the server's Redis: ``included`` (its
-    CPU and RSS are in them), ``left out`` (the server uses a Redis that was not sampled),
-    ``none`` (the server uses no Redis: the bare baseline).
+    CPU and RSS are in them: one process, or every node of a cluster summed), ``left out``
+    (the server uses a Redis that was not sampled), ``none`` (the server uses no Redis: the
+    bare baseline). When included, ``redis_cpu_percent`` is Redis's part of
+    ``server_cpu_percent``.
 
     Memory per open stream is the server's own processes
     (``server_process_bytes_per_open_stream``): Redis holds the replay logs of finished
@@ -85,6 +87,7 @@ class Resources(msgspec.Struct, kw_only=True, rename="camel"):
     server_process_bytes_per_open_stream: float | None = None
     redis_growth_bytes: int | None = None
     redis_bytes_per_finished_exchange: float | None = None
+    redis_cpu_percent: float | None = None
 
 
 class RunReport(msgspec.Struct, kw_only=True, rename="camel"):
@@ -221,20 +224,26 @@ def build_report(result: RunResult) -> RunReport:
 def _redis_counted(target: Target) -> RedisCounted:
     if not target.uses_redis:
         return "none"
-    return "included" if target.pid is not None and target.redis_pid is not None else "left out"
+    return "included" if target.pid is not None and target.redis_pids else "left out"
 
 
 def _redis_notes(target: Target) -> list[str]:
     """Say plainly what the server figures are: the target is the server plus its Redis."""
     if target.pid is None or not target.uses_redis:
         return []
-    if target.redis_pid is None:
+    if not target.redis_pids:
         return [
             "its Redis is not counted in the server figures (no --redis-pid: e.g. an outside "
             "Redis); they are the server alone, not server + Redis"
         ]
+    pids = target.redis_pids
+    which = (
+        f"pid {pids[0]}"
+        if len(pids) == 1
+        else f"{len(pids)} processes summed, pids {', '.join(map(str, pids))}"
+    )
     return [
-        f"server CPU and RSS peak include its Redis (pid {target.redis_pid}); KB per open "
+        f"server CPU and RSS peak include its Redis ({which}); KB per open "
         "stream is the server's processes alone, and Redis's growth is apart (it keeps "
         "finished exchanges' replay logs, which grow with the run, not with open streams)"
     ]
@@ -289,6 +298,11 @@ def _resources(result: RunResult) -> Resources:
     server_cpu = last.server.cpu_seconds - first.server.cpu_seconds
     events = last.events - first.events
     server = server_cpu / span * 100.0
+    redis_cpu = (
+        None
+        if first.redis is None or last.redis is None
+        else (last.redis.cpu_seconds - first.redis.cpu_seconds) / span * 100.0
+    )
     growth = _redis_growth(result.idle, result.final)
     exchanges = result.collector.exchanges
     per_exchange = growth / exchanges if growth is not None and exchanges else None
@@ -307,6 +321,7 @@ def _resources(result: RunResult) -> Resources:
         ),
         redis_growth_bytes=growth,
         redis_bytes_per_finished_exchange=per_exchange,
+        redis_cpu_percent=redis_cpu,
     )
 
 
@@ -436,6 +451,11 @@ def _rows(r: RunReport, suffix: str = "") -> list[tuple[str, str]]:
             "-" if res.server_cpu_percent is None else _REDIS_CELLS[res.redis],
         ),
         (f"server CPU %{suffix}", _num(res.server_cpu_percent)),
+        *(
+            [("of which Redis CPU %", _num(res.redis_cpu_percent))]
+            if res.redis_cpu_percent is not None
+            else []
+        ),
         (f"other processes CPU % (of {res.cpu_count * 100})", _num(res.other_cpu_percent)),
         (f"server CPU-s per 1k events{suffix}", _num(res.server_cpu_seconds_per_1000_events, 3)),
         (

@@ -21,6 +21,11 @@ two writers on the same load in one run. Parley's, the variant's and naive-redis
 includes the private Redis (``--redis-pid``), their memory per open stream does not (Redis's
 growth is reported apart); with ``--redis-url`` that Redis is not theirs alone, so it is not
 counted, and the report says so.
+``--cluster`` starts a private local Redis Cluster instead (3 primaries, 3 replicas,
+``server.embedded_cluster``) and runs Parley (and the variant) on it: every node's CPU counts
+in the server's (``--redis-pid`` once per node, summed), and so does every node's memory
+growth. naive-redis, a single-Redis app, is then skipped (as on a cluster ``--redis-url``): the
+report says so under ``skipped``, and P6 is not measured.
 Options this module does not know go to every ``parley bench`` as they are (e.g.
 ``--step-max``); they win over the profile.
 """
@@ -46,14 +51,17 @@ from typing import Any, Final, Literal
 import httpx
 import msgspec
 from redis import Redis
+from redis.cluster import ClusterNode, RedisCluster
 
 from server.bench.options import BenchOptions, add_bench_arguments, options_from_args
 from server.bench.report import BenchReport
 from server.bench.server_metrics import read_server_metrics, summary
 from server.bench.targets import TargetRow, figures, judge, render_targets
-from server.embedded_redis import RedisProcess, exit_with_parent, free_port
+from server.embedded_cluster import ClusterError, LocalCluster
+from server.embedded_redis import RedisProcess, RedisStartError, exit_with_parent, free_port
 from server.settings import ENV_PREFIX, Settings
 from streams.keys import Keys
+from streams.slots import ClusterUrl, is_cluster_url
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 Writer = Literal["parley", "sse-starlette"]
@@ -192,10 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(same Redis and workers, its own port and key prefix) and measure it right after "
         f"Parley as the variant {SSE_STARLETTE!r}, with its ratios to Parley",
     )
-    parser.add_argument(
+    redis = parser.add_mutually_exclusive_group()
+    redis.add_argument(
         "--redis-url",
         help="use this Redis (Parley's, the variant's and naive-redis's) instead of starting a "
         "private one; it is then not counted in their CPU and RSS",
+    )
+    redis.add_argument(
+        "--cluster",
+        action="store_true",
+        help="start a private local Redis Cluster (3 primaries, 3 replicas) instead of a "
+        "single Redis, every node counted in the server's CPU and Redis's growth; naive-redis "
+        "(a single-Redis app) is then skipped",
     )
     parser.add_argument(
         "--json",
@@ -230,6 +246,9 @@ def plan(args: argparse.Namespace) -> tuple[Profile, list[Phase], bool]:
 def main(argv: Sequence[str] | None = None) -> int:
     args, bench_extra = build_parser().parse_known_args(argv)
     profile, phases, phased = plan(args)
+    naive_skipped = naive_redis_skipped(args)
+    if naive_skipped is not None:
+        phases = [msgspec.structs.replace(phase, naive_redis=False) for phase in phases]
     json_path = Path(args.json_path or default_json_path(profile))
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.unlink(missing_ok=True)  # what is there after the run is this run's
@@ -237,11 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     shape = (
         "; ".join(describe(phase) for phase in phases) if phased else " ".join(load_args(phases[0]))
     )
-    say(f"{profile.name} profile ({shape}), Parley with {args.workers} workers{writers}")
+    on = " on a private Redis Cluster (3 primaries, 3 replicas)" if args.cluster else ""
+    say(f"{profile.name} profile ({shape}), Parley with {args.workers} workers{writers}{on}")
+    if naive_skipped is not None:
+        say(f"naive-redis skipped ({naive_skipped}): it is a single-Redis app")
     low, high = estimate_s(phases, args.writers, model_options(bench_extra))
     say(f"expected duration: {about(low, high)}")
     try:
-        code = run_suite(args, phases, phased, bench_extra, json_path)
+        code = run_suite(args, phases, phased, bench_extra, json_path, naive_skipped)
     except SuiteError as exc:
         say(f"failed: {exc}")
         return 2
@@ -251,6 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if json_path.exists():
         say(f"report written to {json_path}")
     return code
+
+
+def naive_redis_skipped(args: argparse.Namespace) -> str | None:
+    """Why naive-redis is not measured, when it is not: it subscribes on one plain Redis."""
+    if args.cluster:
+        return "--cluster"
+    if args.redis_url is not None and is_cluster_url(args.redis_url):
+        return "a cluster --redis-url"
+    return None
 
 
 def describe(phase: Phase) -> str:
@@ -343,15 +374,26 @@ def run_suite(
     phased: bool,
     bench_extra: list[str],
     json_path: Path,
+    naive_skipped: str | None = None,
 ) -> int:
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parley-bench-")))
-        redis_url, redis_pid = args.redis_url, None
-        if redis_url is None:
+        redis_url: str | None = args.redis_url
+        redis_pids: list[int] = []  # every process of a Redis of its own: counted in
+        deployment: dict[str, object] = {}
+        if args.cluster:
+            cluster = stack.enter_context(private_cluster(work / "cluster"))
+            redis_url, redis_pids = cluster.url, node_pids(cluster)
+            deployment["redisCluster"] = describe_cluster(cluster)
+        elif redis_url is None:
             redis = stack.enter_context(private_redis(work / "redis"))
-            redis_url, redis_pid = redis.url, redis.pid
+            redis_url, redis_pids = redis.url, [] if redis.pid is None else [redis.pid]
         else:
             say("an outside Redis: not counted in any server's CPU and RSS")
+        if naive_skipped is not None:
+            deployment["skipped"] = {
+                "naive-redis": f"{naive_skipped}: naive-redis is a single-Redis app"
+            }
         server = stack.enter_context(parley_server(redis_url, args.workers, work / "parley"))
         servers = [("serverMetrics", server)]
         variant: list[str] = []
@@ -361,7 +403,7 @@ def run_suite(
             )
             servers.append(("variantServerMetrics", other))
             variant = ["--variant", f"{SSE_STARLETTE}={other.url}", "--variant-pid", str(other.pid)]
-        counted = [] if redis_pid is None else ["--redis-pid", str(redis_pid)]
+        counted = [flag for pid in redis_pids for flag in ("--redis-pid", str(pid))]
         parley = ["--url", server.url, "--server-pid", str(server.pid), *counted]
         runs: list[PhaseRun] = []
         started = time.monotonic()
@@ -385,10 +427,10 @@ def run_suite(
             if code != 0 and tail(started_server):
                 say(f"the bench exited with {code}; {started_server.name}'s log ends:")
                 say(tail(started_server))
-        rows = targets(runs, args.quick) if phased else None
+        rows = targets(runs, args.quick, naive_skipped) if phased else None
         if rows is not None:
             print("\n" + render_targets(rows))
-        write_report(json_path, runs, metrics, rows)
+        write_report(json_path, runs, {**deployment, **metrics}, rows)
         return code
 
 
@@ -414,8 +456,11 @@ def run_phase(
     )
 
 
-def targets(runs: Sequence[PhaseRun], quick: bool) -> list[TargetRow]:
-    """P1 to P6 from the phases' reports; the phases --quick skips are "not measured"."""
+def targets(
+    runs: Sequence[PhaseRun], quick: bool, naive_skipped: str | None = None
+) -> list[TargetRow]:
+    """P1 to P6 from the phases' reports; the phases --quick skips are "not measured", and
+    so is P6 when naive-redis was skipped."""
     reports = {
         run.phase.name: msgspec.convert(run.report, BenchReport)
         for run in runs
@@ -427,7 +472,8 @@ def targets(runs: Sequence[PhaseRun], quick: bool) -> list[TargetRow]:
         for name in ("A", "B", "C")
         if name not in ran
     }
-    return judge(figures(reports, why))
+    naive = None if naive_skipped is None else f"naive-redis skipped: {naive_skipped}"
+    return judge(figures(reports, why, naive))
 
 
 def write_report(
@@ -437,8 +483,9 @@ def write_report(
     rows: Sequence[TargetRow] | None,
 ) -> None:
     """One file: the first phase's report at the top (what a single run's file holds, so
-    readers of earlier reports still find it), then each Parley's /metrics; with the phases,
-    every phase with its report, and the targets."""
+    readers of earlier reports still find it), then each Parley's /metrics (and, with
+    ``--cluster``, the cluster's nodes and what was skipped); with the phases, every phase
+    with its report, and the targets."""
     if all(run.report is None for run in runs):
         return
     report: dict[str, Any] = dict(runs[0].report or {})
@@ -464,6 +511,45 @@ def private_redis(data_dir: Path) -> Iterator[RedisProcess]:
     finally:
         server.stop()
         say("Redis stopped")
+
+
+@contextlib.contextmanager
+def private_cluster(data_dir: Path) -> Iterator[LocalCluster]:
+    say("starting a private Redis Cluster: 3 primaries, 3 replicas")
+    cluster = LocalCluster(data_dir)
+    try:
+        cluster.start()  # stops what it started if it fails
+    except (ClusterError, RedisStartError) as exc:
+        raise SuiteError(f"the Redis Cluster did not start: {exc}") from None
+    try:
+        nodes = ", ".join(
+            f"{node.port} pid {node.pid} ({cluster.role(node)})" for node in cluster.nodes
+        )
+        say(f"Redis Cluster ready: {cluster.url}; nodes {nodes}")
+        yield cluster
+    finally:
+        cluster.stop()
+        say("Redis Cluster stopped")
+
+
+def node_pids(cluster: LocalCluster) -> list[int]:
+    """Every node's pid, primaries and replicas: the Redis cost of the deployment."""
+    return [node.pid for node in cluster.nodes if node.pid is not None]
+
+
+def describe_cluster(cluster: LocalCluster) -> dict[str, object]:
+    primaries = {node.port for node in cluster.primaries()}
+    return {
+        "url": cluster.url,
+        "nodes": [
+            {
+                "port": node.port,
+                "pid": node.pid,
+                "role": "primary" if node.port in primaries else "replica",
+            }
+            for node in cluster.nodes
+        ],
+    }
 
 
 class ParleyServer(msgspec.Struct, frozen=True):
@@ -550,7 +636,7 @@ def wait_ready(
     """Until /readyz answers and every worker's hub holds its subscription (the first worker
     up may answer alone, and would then take all the early connections)."""
     deadline = time.monotonic() + _READY_TIMEOUT_S
-    with httpx.Client(base_url=server.url, timeout=2.0) as http, Redis.from_url(redis_url) as redis:
+    with httpx.Client(base_url=server.url, timeout=2.0) as http, _redis_client(redis_url) as redis:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise SuiteError(f"{server.name} exited with {process.returncode}:\n{tail(server)}")
@@ -564,8 +650,31 @@ def wait_ready(
     raise SuiteError(f"{server.name} was not ready within {_READY_TIMEOUT_S:g} s:\n{tail(server)}")
 
 
-def _subscribers(redis: Redis, channel: str) -> int:
-    [(_, count)] = redis.pubsub_numsub(channel)
+def _redis_client(redis_url: str) -> Redis | RedisCluster:
+    """A plain client for one Redis; for a ``redis+cluster://`` URL, redis-py's cluster
+    client on its seed nodes."""
+    if not is_cluster_url(redis_url):
+        return Redis.from_url(redis_url)
+    cluster = ClusterUrl.parse(redis_url)
+    return RedisCluster(
+        startup_nodes=[
+            ClusterNode(host, port)  # type: ignore[no-untyped-call]
+            for host, port in cluster.nodes
+        ],
+        username=cluster.username,
+        password=cluster.password,
+        ssl=cluster.scheme == "rediss",
+    )
+
+
+def _subscribers(redis: Redis | RedisCluster, channel: str) -> int:
+    """Clients subscribed to ``channel``. A cluster node counts only its own subscribers (a
+    hub subscribes to the control channel on any one node), so every node is asked and the
+    counts summed."""
+    if isinstance(redis, RedisCluster):
+        [(_, count)] = redis.pubsub_numsub(channel, target_nodes=RedisCluster.ALL_NODES)
+    else:
+        [(_, count)] = redis.pubsub_numsub(channel)
     return int(count)
 
 

@@ -4,7 +4,8 @@ Phase A (the comparison: Parley, the variant, bare, naive-redis) gives P1, P3, P
 phase B (2,000 streams) P2, phase C (steps) P5. :func:`figures` takes what the targets need
 from the phases' reports, :func:`judge` turns those figures into ✔ and ✘, so the verdicts can
 be checked on figures alone. A phase that did not run leaves its targets "not measured", with
-the reason (``--quick``, or the phase that could not run).
+the reason (``--quick``, or the phase that could not run); so does naive-redis left out of
+phase A (``--cluster``: it is a single-Redis app) for P6.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Figures(msgspec.Struct, kw_only=True):
     parley_capped: bool = False
     bare_capped: bool = False
     unmeasured: dict[str, str] = msgspec.field(default_factory=dict)
+    naive_unmeasured: str | None = None  # why phase A left naive-redis out (e.g. --cluster)
 
 
 class TargetRow(msgspec.Struct, kw_only=True, rename="camel"):
@@ -73,14 +75,19 @@ class TargetRow(msgspec.Struct, kw_only=True, rename="camel"):
     note: str = ""
 
 
-def figures(phases: Mapping[str, BenchReport | None], unmeasured: Mapping[str, str]) -> Figures:
+def figures(
+    phases: Mapping[str, BenchReport | None],
+    unmeasured: Mapping[str, str],
+    naive_unmeasured: str | None = None,
+) -> Figures:
     """The figures of phases ``A``, ``B`` and ``C``; a phase missing from ``phases`` (or None)
-    without a reason in ``unmeasured`` is said to have produced no report."""
+    without a reason in ``unmeasured`` is said to have produced no report. ``naive_unmeasured``
+    says why phase A did not measure naive-redis, when it did not on purpose."""
     why = dict(unmeasured)
     for name in ("A", "B", "C"):
         if phases.get(name) is None:
             why.setdefault(name, f"phase {name} produced no report")
-    found = Figures(unmeasured=why)
+    found = Figures(unmeasured=why, naive_unmeasured=naive_unmeasured)
     comparison, lateness, steps = phases.get("A"), phases.get("B"), phases.get("C")
     if comparison is not None:
         _comparison_figures(found, comparison)
@@ -291,6 +298,10 @@ def _p5(found: Figures) -> TargetRow:
 
 def _p6(found: Figures) -> TargetRow:
     ratio = _divide(found.parley_cpu, found.naive_cpu)
+    if found.naive_cpu is None and found.naive_unmeasured and "A" not in found.unmeasured:
+        found = msgspec.structs.replace(
+            found, unmeasured={**found.unmeasured, "A": found.naive_unmeasured}
+        )
     return _verdict(
         found,
         "A",
