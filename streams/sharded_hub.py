@@ -49,11 +49,13 @@ class ShardedHub(Hub):
         self._trouble = asyncio.Event()
         self._placer: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._closed_reconnects = 0  # of links closed since: the count only grows
         slots.on_change(self._trouble_soon)
 
     @property
     def reconnects(self) -> int:
-        return self._link.reconnects + sum(link.reconnects for link in self._links.values())
+        links = sum(link.reconnects for link in self._links.values())
+        return self._link.reconnects + links + self._closed_reconnects
 
     async def start(self) -> None:
         with contextlib.suppress(RedisError):
@@ -176,6 +178,8 @@ class ShardedHub(Hub):
             self._resync(moved)
         serving = set(self._home.values())
         for node in [node for node in self._links if node not in serving]:
-            closing = asyncio.create_task(self._links.pop(node).stop())
+            link = self._links.pop(node)
+            self._closed_reconnects += link.reconnects
+            closing = asyncio.create_task(link.stop())
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)

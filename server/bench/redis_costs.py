@@ -4,9 +4,10 @@
 of 3 primaries and 3 replicas), Parley with 2 workers, and one ``parley bench`` of
 ``-c`` streams for ``-d`` seconds (the suite's model: 20 tokens/s, 200-token replies, 100 ms
 refresh). It reads every node's ``INFO`` before the run, halfway through and after it, and
-prints, per log entry (a delta or an end), the Redis CPU, commands and network bytes; per
-open stream, Redis's memory and connections halfway; and per finished exchange, what Redis
-keeps once the streams are gone.
+prints, per log entry (a delta or an end), the Redis CPU (primaries and replicas apart),
+commands and network bytes; Redis's connections halfway; and per finished exchange, what
+Redis keeps once the streams are gone (a running exchange holds at most that: its replay log
+grows to it).
 """
 
 from __future__ import annotations
@@ -74,10 +75,37 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, float]:
             timer.cancel()
             time.sleep(1.0)
             after = info(nodes)
+            sizes = key_sizes(nodes)
         if code >= 2 or not halfway:  # 1: a bar was missed, the figures stand
             raise SystemExit(f"the bench exited with {code}; no figures")
         result = json.loads(report.read_bytes())
-    return figures(before, halfway[0], after, result, args.concurrency)
+    return figures(before, halfway[0], after, result, args.concurrency) | sizes
+
+
+def key_sizes(nodes: list[RedisProcess], sample: int = 200) -> dict[str, float]:
+    """Average ``MEMORY USAGE`` of each kind of key a session keeps, over a sample."""
+    kinds = ("session hash", "exchange hash (with its text)", "replay log of a finished exchange")
+    found: dict[str, list[int]] = {kind: [] for kind in kinds}
+    for node in nodes:
+        with Redis.from_url(node.url) as client:
+            if client.info("replication").get("role") != "master":
+                continue
+            for key in client.scan_iter(match="*:{*}:*", count=1000):
+                name = key.decode()
+                kind = _kind_of(name)
+                if kind is not None and len(found[kind]) < sample:
+                    found[kind].append(int(client.memory_usage(key, samples=0) or 0))
+    return {f"bytes per {kind}": sum(v) / len(v) for kind, v in found.items() if v}
+
+
+def _kind_of(key: str) -> str | None:
+    if key.endswith(":session"):
+        return "session hash"
+    if key.endswith(":log"):
+        return "replay log of a finished exchange"
+    if ":x:" in key:
+        return "exchange hash (with its text)"
+    return None
 
 
 def figures(
@@ -90,23 +118,27 @@ def figures(
     entries = calls(after_p, "xadd") - calls(before_p, "xadd")
     target = bench["target"]
     ends = int(target["streams"]["exchanges"] or target["streams"]["completed"])
-    cpu = sum(total(after, field) - total(before, field) for field in _CPU)
 
     def per_entry(field: str) -> float:
         return (total(after_p, field) - total(before_p, field)) / entries
 
+    replica = [not kept for kept in primary]
+
+    def cpu_per_entry(keep: list[bool]) -> float:
+        spent = sum(total(_only(after, keep), f) - total(_only(before, keep), f) for f in _CPU)
+        return spent / entries * 1e6
+
     return {
         "log entries (deltas and ends)": entries,
         "exchanges finished": ends,
-        "Redis CPU us per entry (every node)": cpu / entries * 1e6,
+        "Redis CPU us per entry, primaries": cpu_per_entry(primary),
+        "Redis CPU us per entry, replicas": cpu_per_entry(replica),
         "commands per entry (incl. those scripts run)": per_entry("total_commands_processed"),
-        "client bytes in per entry": per_entry("total_net_input_bytes"),
-        "client bytes out per entry": per_entry("total_net_output_bytes"),
+        "client bytes in per entry": per_entry("total_net_input_bytes")
+        - per_entry("total_net_repl_input_bytes"),
+        "client bytes out per entry": per_entry("total_net_output_bytes")
+        - per_entry("total_net_repl_output_bytes"),
         "replication bytes out per entry": per_entry("total_net_repl_output_bytes"),
-        "Redis memory per open stream, halfway (bytes, every node)": (
-            total(half, "used_memory") - total(before, "used_memory")
-        )
-        / streams,
         "Redis client connections, halfway (primaries)": total(
             _only(half, primary), "connected_clients"
         ),
