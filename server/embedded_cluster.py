@@ -21,7 +21,6 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
-from redis.crc import key_slot as _crc_key_slot
 from redis.retry import Retry
 
 from server.embedded_redis import (
@@ -60,11 +59,6 @@ def cluster_binary() -> tuple[str, str]:
         if path and server_version(path) >= (7, 0):
             return name, path
     raise RedisNotFoundError("no Redis 7.0+ or Valkey server found for a cluster")
-
-
-def key_slot(key: str) -> int:
-    """The hash slot of `key` (hash tags included), as every cluster client computes it."""
-    return _crc_key_slot(key.encode())
 
 
 def slot_ranges(primaries: int) -> list[tuple[int, int]]:

@@ -68,10 +68,7 @@ class ClusterBatcher:
         url = call.node or self._slots.owner(call.slot)
         if not url:  # the map is not read yet, or a shard lost its primary: wait for it
             self._slots.refresh_soon()
-            if call.waits < _TRYAGAINS:
-                call.waits += 1
-                asyncio.get_running_loop().call_later(_TRYAGAIN_DELAY, self._send, call)
-            else:
+            if not self._again_soon(call):
                 call.future.set_exception(RedisConnectionError("no cluster node serves this slot"))
             return
         node = self._nodes.get(url)
@@ -96,10 +93,8 @@ class ClusterBatcher:
     def _redirected(self, call: _Routed, error: str) -> bool:
         """Send the call on where a cluster reply says it belongs; False: not a redirect, or
         too many of them."""
-        if error.startswith("TRYAGAIN") and call.waits < _TRYAGAINS:
-            call.waits += 1
-            asyncio.get_running_loop().call_later(_TRYAGAIN_DELAY, self._send, call)
-            return True
+        if error.startswith("TRYAGAIN"):
+            return self._again_soon(call)
         if not error.startswith(("MOVED ", "ASK ")) or call.tries >= _REDIRECTS:
             return False
         call.tries += 1
@@ -110,6 +105,14 @@ class ClusterBatcher:
         else:
             call.node, call.asking = self._slots.url_of(address), True
         self._send(call)
+        return True
+
+    def _again_soon(self, call: _Routed) -> bool:
+        """Send the call again shortly; False when it has waited as often as it may."""
+        if call.waits >= _TRYAGAINS:
+            return False
+        call.waits += 1
+        asyncio.get_running_loop().call_later(_TRYAGAIN_DELAY, self._send, call)
         return True
 
     async def close(self) -> None:

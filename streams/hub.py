@@ -112,11 +112,13 @@ class Hub:
         self._ticker: asyncio.Task[None] | None = None
         self._keepalive = keepalive
         self._control = keys.control().encode()
+        self._url = url
         self._link = Link(
-            lambda: url,
+            self._control_address,
             on_open=self._open,
             on_replies=self._dispatch_all,
-            on_reopen=self._reopened_all,
+            on_reopen=self._control_reopened,
+            on_lost=self._control_lost,
         )
         self.resyncs = 0
 
@@ -203,8 +205,15 @@ class Hub:
         self._acked.clear()
         conn.write(("SUBSCRIBE", self._keys.control(), *self._subs))
 
-    def _reopened_all(self) -> None:
+    def _control_address(self) -> str:
+        return self._url
+
+    def _control_reopened(self) -> None:
+        """The one connection carries every channel: all of them resync."""
         self._reopened(list(self._subs))
+
+    def _control_lost(self) -> None:
+        """Nothing to do here: the link reconnects by itself."""
 
     def _reopened(self, channels: list[str]) -> None:
         """The connection of ``channels`` came back: what it missed must come from the log."""

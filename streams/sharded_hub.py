@@ -35,14 +35,7 @@ class ShardedHub(Hub):
     def __init__(self, slots: SlotMap, keys: Keys, keepalive: float = 15.0) -> None:
         self._slots = slots
         self._turn = itertools.count()
-        super().__init__("", keys, keepalive)
-        self._link = Link(
-            self._any_node,
-            on_open=self._open,
-            on_replies=self._dispatch_all,
-            on_reopen=lambda: None,  # a cancel missed meanwhile is in the cancel key too
-            on_lost=self._trouble_soon,
-        )
+        super().__init__(slots.cluster.node_url(*slots.cluster.nodes[0]), keys, keepalive)
         self._links: dict[str, Link] = {}
         self._home: dict[str, str] = {}  # channel -> the node it is subscribed on
         self._dropped: set[str] = set()  # channels a node unsubscribed on its own
@@ -73,14 +66,19 @@ class ShardedHub(Hub):
             await link.stop()
         await super().stop()
 
-    def _any_node(self) -> str:
-        """The next primary in turn, so a dead one is not tried twice in a row."""
-        nodes = self._slots.primaries() or [self._slots.cluster.node_url(*self._seed())]
+    def _control_address(self) -> str:
+        """The next primary in turn (a seed before the map is read), so a dead one is not
+        tried twice in a row."""
+        cluster = self._slots.cluster
+        nodes = self._slots.primaries() or [cluster.node_url(*node) for node in cluster.nodes]
         return nodes[next(self._turn) % len(nodes)]
 
-    def _seed(self) -> tuple[str, int]:
-        seeds = self._slots.cluster.nodes
-        return seeds[next(self._turn) % len(seeds)]
+    def _control_reopened(self) -> None:
+        """The control connection carries no session channel; a cancel missed meanwhile is in
+        the cancel key too."""
+
+    def _control_lost(self) -> None:
+        self._trouble_soon()
 
     def _open(self, conn: RespConnection) -> None:
         conn.write(("SUBSCRIBE", self._keys.control()))

@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from server.embedded_cluster import LocalCluster, key_slot
+from server.embedded_cluster import LocalCluster
 from server.embedded_redis import RedisProcess
 from server.settings import Settings, SettingsError
 from streams.keys import Keys
+from streams.slots import slot_of
 from tests.support.cluster import start_cluster
 from tests.support.native import (
     Received,
@@ -51,7 +52,7 @@ class Deployment:
     keys: Keys
 
     def shard_of(self, sid: str) -> RedisProcess:
-        return self.cluster.primary_for_slot(key_slot(self.keys.session(sid)))
+        return self.cluster.primary_for_slot(slot_of(self.keys.session(sid)))
 
     def stop(self) -> None:
         self.b.terminate()
@@ -298,7 +299,7 @@ async def test_a_slot_moved_mid_stream_keeps_its_stream_exact(shaken: Deployment
     source, target = cluster.primaries()[:2]
 
     async def move_their_slots(streams: Groups) -> list[int]:
-        slots = [key_slot(shaken.keys.session(w.sid)) for w in streams[source.port]]
+        slots = [slot_of(shaken.keys.session(w.sid)) for w in streams[source.port]]
         for slot in slots:
             await asyncio.to_thread(cluster.move_slot, slot, target)
         return slots

@@ -16,9 +16,10 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import MovedError
 
-from server.embedded_cluster import LocalCluster, key_slot
+from server.embedded_cluster import LocalCluster
 from server.embedded_redis import RedisProcess
-from tests.support.cluster import start_cluster
+from streams.slots import slot_of
+from tests.support.cluster import start_cluster, tag_on
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +45,6 @@ def _cluster_client(cluster: LocalCluster) -> Iterator[RedisCluster]:
 
 def _direct(node: RedisProcess) -> redis.Redis:
     return redis.Redis.from_url(node.url, decode_responses=True, socket_timeout=5)
-
-
-def _tag_on(cluster: LocalCluster, node: RedisProcess, prefix: str) -> str:
-    """A hash tag whose slot `node` serves now, so `{tag}:...` keys all live there."""
-    for i in range(10_000):
-        tag = f"{prefix}-{i}"
-        if cluster.primary_for_slot(key_slot(tag)) is node:
-            return tag
-    raise AssertionError(f"no key of {node.url} found")
 
 
 def _primary_with_running_replica(cluster: LocalCluster) -> RedisProcess:
@@ -89,19 +81,19 @@ def test_the_url_lists_every_primary_as_a_seed(cluster: LocalCluster) -> None:
 def test_key_slot_agrees_with_the_server_including_hash_tags(cluster: LocalCluster) -> None:
     keys = ["foo", "parley:session:1", "{user1}.following", "{user1}.followers", "{}x", "é"]
     with _direct(cluster.nodes[0]) as client:
-        assert [key_slot(key) for key in keys] == [client.cluster("KEYSLOT", key) for key in keys]
-    assert key_slot("{user1}.following") == key_slot("user1")
+        assert [slot_of(key) for key in keys] == [client.cluster("KEYSLOT", key) for key in keys]
+    assert slot_of("{user1}.following") == slot_of("user1")
 
 
 def test_a_key_written_through_a_cluster_client_lands_on_the_primary_owning_its_slot(
     cluster: LocalCluster,
 ) -> None:
-    keys = [f"{{{_tag_on(cluster, node, 'land')}}}:k" for node in cluster.primaries()]
+    keys = [f"{{{tag_on(cluster, node, 'land')}}}:k" for node in cluster.primaries()]
     with _cluster_client(cluster) as client:
         for key in keys:
             client.set(key, f"value of {key}")
     for key in keys:
-        owner = cluster.primary_for_slot(key_slot(key))
+        owner = cluster.primary_for_slot(slot_of(key))
         with _direct(owner) as client:
             assert client.get(key) == f"value of {key}"
         for other in cluster.primaries():
@@ -116,11 +108,11 @@ def test_a_failover_makes_the_replica_the_primary_of_its_slots_and_the_data_surv
     cluster = reshaped_cluster
     primary = _primary_with_running_replica(cluster)
     replica = cluster.replica_of(primary)
-    tag = _tag_on(cluster, primary, "failover")
+    tag = tag_on(cluster, primary, "failover")
     with _cluster_client(cluster) as client:
         client.mset({f"{{{tag}}}:{i}": str(i) for i in range(20)})
         cluster.failover(replica)
-        assert cluster.primary_for_slot(key_slot(tag)) is replica
+        assert cluster.primary_for_slot(slot_of(tag)) is replica
         assert replica in cluster.primaries() and primary not in cluster.primaries()
         assert cluster.replica_of(replica) is primary
         assert client.mget([f"{{{tag}}}:{i}" for i in range(20)]) == [str(i) for i in range(20)]
@@ -132,13 +124,13 @@ def test_a_forced_failover_promotes_the_replica_of_a_killed_primary(
     cluster = reshaped_cluster
     primary = _primary_with_running_replica(cluster)
     replica = cluster.replica_of(primary)
-    tag = _tag_on(cluster, primary, "forced")
+    tag = tag_on(cluster, primary, "forced")
     with _direct(primary) as client:
         client.set(f"{{{tag}}}:k", "kept")
         assert client.wait(1, 5000) == 1
     primary.kill()
     cluster.failover(replica, force=True)
-    assert cluster.primary_for_slot(key_slot(tag)) is replica
+    assert cluster.primary_for_slot(slot_of(tag)) is replica
     with _cluster_client(cluster) as client:
         assert client.get(f"{{{tag}}}:k") == "kept"
 
@@ -148,8 +140,8 @@ def test_a_moved_slot_keeps_its_keys_and_is_served_by_the_target(
 ) -> None:
     cluster = reshaped_cluster
     source, target = cluster.primaries()[:2]
-    tag = _tag_on(cluster, source, "moved")
-    slot, keys = key_slot(tag), [f"{{{tag}}}:{i}" for i in range(250)]
+    tag = tag_on(cluster, source, "moved")
+    slot, keys = slot_of(tag), [f"{{{tag}}}:{i}" for i in range(250)]
     with _cluster_client(cluster) as client:
         client.mset({key: key.upper() for key in keys})
         cluster.move_slot(slot, target)

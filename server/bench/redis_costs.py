@@ -25,8 +25,7 @@ from typing import Any
 
 from redis import Redis
 
-from server.bench.suite import MODEL_ARGS, parley_server, private_redis, run_bench, say
-from server.embedded_cluster import LocalCluster
+from server.bench.suite import MODEL_ARGS, parley_server, private_cluster, private_redis, run_bench
 from server.embedded_redis import RedisProcess
 
 Info = dict[str, Any]
@@ -55,8 +54,7 @@ def redis_nodes(work: Path, cluster: bool) -> Iterator[tuple[str, list[RedisProc
         with private_redis(work / "redis") as redis:
             yield redis.url, [redis]
         return
-    say("starting a local cluster: 3 primaries, 3 replicas")
-    with LocalCluster(work / "cluster") as local:
+    with private_cluster(work / "cluster") as local:
         yield local.url, list(local.nodes)
 
 

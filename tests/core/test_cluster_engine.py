@@ -24,7 +24,7 @@ from streams.slots import ClusterUrl, SlotMap, slot_of
 from streams.store import Store
 from streams.types import ImportedMessage, NewSession
 from tests.core.helpers import delta_entry, until, until_true
-from tests.support.cluster import start_cluster
+from tests.support.cluster import start_cluster, tag_on
 
 # KEYS: one key; ARGV: a value. Sets it and publishes it on the key's own channel, so a test
 # sees where a call ran and that a script's PUBLISH becomes an SPUBLISH.
@@ -64,16 +64,9 @@ async def hub(slots: SlotMap, key_prefix: str) -> AsyncIterator[ShardedHub]:
     await hub.stop()
 
 
-def sid_on(cluster: LocalCluster, node: RedisProcess, keys: Keys, skip: int = 0) -> str:
-    """A session id whose keys live on ``node`` now."""
-    found = 0
-    for i in range(100_000):
-        sid = f"s{i}"
-        if cluster.primary_for_slot(slot_of(keys.session(sid))) is node:
-            if found == skip:
-                return sid
-            found += 1
-    raise AssertionError(f"no session id lands on {node.url}")
+def sid_on(cluster: LocalCluster, node: RedisProcess, skip: int = 0) -> str:
+    """A session id whose keys live on ``node`` now (they share the id's hash tag)."""
+    return tag_on(cluster, node, "s", skip)
 
 
 def direct(node: RedisProcess) -> Redis:
@@ -114,7 +107,7 @@ async def test_a_script_call_runs_on_the_primary_that_owns_its_keys(
 ) -> None:
     keys = Keys(key_prefix)
     for node in cluster.primaries():
-        sid = sid_on(cluster, node, keys)
+        sid = sid_on(cluster, node)
         reply = await batcher.call(
             _SET_AND_PUBLISH, [keys.session(sid), keys.channel(sid)], [node.url, "x"]
         )
@@ -133,7 +126,7 @@ async def test_the_calls_of_one_tick_share_one_write_per_node(
     calls = [
         batcher.submit(_SET_AND_PUBLISH, [keys.session(sid), keys.channel(sid)], ["v", "x"])
         for node in cluster.primaries()
-        for sid in (sid_on(cluster, node, keys, skip) for skip in range(10))
+        for sid in (sid_on(cluster, node, skip) for skip in range(10))
     ]
     before = batcher.batches
 
@@ -146,7 +139,7 @@ async def test_a_call_whose_slot_moved_follows_it_to_the_new_primary(
 ) -> None:
     keys = Keys(key_prefix)
     source, target = cluster.primaries()[:2]
-    sid = sid_on(cluster, source, keys, skip=20)
+    sid = sid_on(cluster, source, skip=20)
     await batcher.call(_SET_AND_PUBLISH, [keys.session(sid), keys.channel(sid)], ["1", "x"])
 
     await asyncio.to_thread(cluster.move_slot, slot_of(keys.session(sid)), target)
@@ -166,7 +159,7 @@ async def test_a_script_publishes_on_its_shard_to_the_sharded_hub(
     keys = Keys(key_prefix)
     subs: list[Subscription] = []
     for node in cluster.primaries():
-        sid = sid_on(cluster, node, keys, skip=30)
+        sid = sid_on(cluster, node, skip=30)
         subs.append(await hub.subscribe(sid))
         entry = b"delta|5-1|" + delta_entry(1, node.url)
         await batcher.call(_SET_AND_PUBLISH, [keys.session(sid), keys.channel(sid)], ["v", entry])
@@ -181,7 +174,7 @@ async def test_a_subscription_follows_its_slot_to_a_new_primary_and_resyncs(
 ) -> None:
     keys = Keys(key_prefix)
     source, target = cluster.primaries()[1:3]
-    sid = sid_on(cluster, source, keys, skip=40)
+    sid = sid_on(cluster, source, skip=40)
     sub = await hub.subscribe(sid)
 
     await asyncio.to_thread(cluster.move_slot, slot_of(keys.channel(sid)), target)
@@ -201,7 +194,7 @@ async def test_a_subscription_moves_to_the_replica_that_took_over_and_resyncs(
     keys = Keys(key_prefix)
     primary = cluster.primaries()[0]
     replica = cluster.replica_of(primary)
-    sid = sid_on(cluster, primary, keys, skip=50)
+    sid = sid_on(cluster, primary, skip=50)
     sub = await hub.subscribe(sid)
 
     await asyncio.to_thread(cluster.failover, replica)
@@ -231,10 +224,9 @@ async def test_a_call_made_before_the_slot_map_is_read_waits_for_it(
 
 
 async def test_a_channel_subscribed_again_at_once_is_not_taken_for_a_moved_slot(
-    cluster: LocalCluster, hub: ShardedHub, key_prefix: str
+    cluster: LocalCluster, hub: ShardedHub
 ) -> None:
-    keys = Keys(key_prefix)
-    sid = sid_on(cluster, cluster.primaries()[0], keys, skip=60)
+    sid = sid_on(cluster, cluster.primaries()[0], skip=60)
     (await hub.subscribe(sid)).close()
     again = await hub.subscribe(sid)
     await asyncio.sleep(0.5)  # past the answer to the first one's SUNSUBSCRIBE, and a placement
@@ -248,7 +240,7 @@ async def test_a_turn_read_while_its_slot_moves_finds_the_exchanges_already_move
 ) -> None:
     keys = Keys(key_prefix)
     source, target = cluster.primaries()[:2]
-    sid = sid_on(cluster, source, keys, skip=70)
+    sid = sid_on(cluster, source, skip=70)
     redis = cluster_client(ClusterUrl.parse(cluster.url))
     store = Store(redis, keys, EngineConfig(key_prefix=key_prefix), batcher)
     try:
